@@ -91,6 +91,17 @@ pub const TABLE: &[(u8, &str, &str)] = &[
     ),
 ];
 
+/// The table of [`TABLE`] in Markdown, for the operator guide.
+#[must_use]
+pub fn markdown_table() -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("| Status | Name | Meaning |\n|---|---|---|\n");
+    for (code, name, meaning) in TABLE {
+        let _ = writeln!(out, "| {code} | `{name}` | {meaning} |");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

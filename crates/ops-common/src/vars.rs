@@ -25,8 +25,7 @@ pub const OPS_LOG_LEVEL: Setting = Setting::new(
 pub const OPS_METRICS_DIR: Setting = Setting::new(
     "OPS_METRICS_DIR",
     "Directory where cron-run commands write Prometheus textfile metrics (`<tool>_<command>.prom`, atomically); unset: no metrics.",
-)
-.flag("--metrics-dir");
+);
 
 /// S3 access key.
 pub const AWS_ACCESS_KEY_ID: Setting = Setting::new("AWS_ACCESS_KEY_ID", "S3 access key id.");

@@ -69,19 +69,14 @@ impl S3 {
         options
     }
 
-    fn store_at(
-        &self,
-        endpoint: String,
-        bucket: &str,
-        options: StoreOptions,
-    ) -> Arc<dyn ObjectStore> {
+    fn store_at(endpoint: String, bucket: &str, options: StoreOptions) -> Arc<dyn ObjectStore> {
         Arc::new(S3Store::new(bucket, S3_PREFIX, &Self::options_for(endpoint, options)).unwrap())
     }
 }
 
 impl Backend for S3 {
     fn store(&self, options: StoreOptions) -> Arc<dyn ObjectStore> {
-        self.store_at(self.server.endpoint(), &self.bucket, options)
+        Self::store_at(self.server.endpoint(), &self.bucket, options)
     }
 
     fn stored_file(&self, key: &str) -> PathBuf {
@@ -107,7 +102,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            (x >> 24).to_le_bytes()[0]
         })
         .collect()
 }
@@ -493,7 +488,7 @@ async fn s3_stopped_server_fails_fast_and_transient_then_recovers() {
 async fn s3_server_that_never_answers_times_out() {
     let s3 = S3::new();
     let proxy = FaultProxy::start(s3.server.port(), Fault::Blackhole);
-    let store = s3.store_at(proxy.endpoint(), &s3.bucket, quick_failure());
+    let store = S3::store_at(proxy.endpoint(), &s3.bucket, quick_failure());
     let started = Instant::now();
     let err = store
         .put("b/x", PutBody::from(vec![1; 1000]))
@@ -513,7 +508,7 @@ async fn s3_connection_cut_mid_upload_leaves_nothing_and_503_is_retried() {
     let s3 = S3::new();
     let direct = s3.store(StoreOptions::default());
     let proxy = FaultProxy::start(s3.server.port(), Fault::CutAfter(64 * 1024));
-    let through_proxy = s3.store_at(proxy.endpoint(), &s3.bucket, quick_failure());
+    let through_proxy = S3::store_at(proxy.endpoint(), &s3.bucket, quick_failure());
 
     for (key, size) in [("cut/single", 1 << 20), ("cut/multipart", 11 << 20)] {
         let err = through_proxy
@@ -530,7 +525,7 @@ async fn s3_connection_cut_mid_upload_leaves_nothing_and_503_is_retried() {
     // Throttling answers are retried, then reported as transient. (A new client, so that no pooled
     // connection from before the switch carries the request.)
     proxy.set(Fault::ServiceUnavailable);
-    let through_proxy = s3.store_at(proxy.endpoint(), &s3.bucket, quick_failure());
+    let through_proxy = S3::store_at(proxy.endpoint(), &s3.bucket, quick_failure());
     let err = through_proxy.get_bytes("cut/single").await.unwrap_err();
     assert_eq!(kind(&err), Some(StorageErrorKind::Transient), "{err}");
     assert!(err.to_string().contains("SlowDown"), "{err}");
@@ -553,7 +548,7 @@ async fn s3_configuration_errors_are_permanent_and_never_not_found() {
     let s3 = S3::new();
     // (s3s-fs answers a GET in a missing bucket with NoSuchKey where AWS says NoSuchBucket, and
     // accepts a put; its listing answers NoSuchBucket, as AWS does.)
-    let missing_bucket = s3.store_at(
+    let missing_bucket = S3::store_at(
         s3.server.endpoint(),
         "no-such-bucket",
         StoreOptions::default(),

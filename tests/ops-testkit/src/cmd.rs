@@ -90,7 +90,7 @@ impl Cmd {
         self
     }
 
-    /// Runs as the `postgres` user when the tests run as root (like archive_command does).
+    /// Runs as the `postgres` user when the tests run as root (as `archive_command` does).
     #[must_use]
     pub fn as_postgres(mut self) -> Self {
         self.as_postgres = true;

@@ -12,8 +12,16 @@
 //! - `PG_BINDIR`: where `initdb`, `pg_ctl` and `postgres` are; default `/usr/lib/postgresql/15/bin`,
 //!   then `pg_config --bindir`.
 //! - `OPS_TEST_KEEP`: when set, temporary directories are kept for inspection.
+//! - `OPS_BLESS`: when set, generated blocks in the documentation are rewritten instead of checked.
+
+// Assertions return the output so they chain; dropping it after the last one is the normal use.
+#![allow(clippy::return_self_not_must_use)]
+// Test output (kept directories) goes to stderr, where cargo test shows it for failed tests.
+#![allow(clippy::print_stderr)]
 
 mod cmd;
+mod common_cli;
+mod docs;
 mod pg;
 mod proxy;
 mod s3;
@@ -23,6 +31,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use cmd::{Cmd, Output};
+pub use common_cli::assert_common_commands;
+pub use docs::check_generated;
 pub use pg::{PgCluster, PgOptions, bindir as pg_bindir};
 pub use proxy::{Fault, FaultProxy};
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};

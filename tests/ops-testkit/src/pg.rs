@@ -32,6 +32,9 @@ pub struct PgCluster {
 }
 
 /// Where the PostgreSQL 15 server programs are.
+///
+/// # Panics
+/// When none is found.
 pub fn bindir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PG_BINDIR") {
         return PathBuf::from(dir);

@@ -1,0 +1,5 @@
+//! The `stats-anonymize` binary: see the library for what it does.
+
+fn main() -> std::process::ExitCode {
+    ops_common::cli::main::<stats_anonymize::Cli>()
+}
