@@ -37,7 +37,7 @@ pub fn print(text: &str) -> Result<(), OutputError> {
 /// Writes raw bytes to stdout (decrypted files, man pages).
 ///
 /// # Errors
-/// See [`print`].
+/// See [`print()`].
 pub fn print_bytes(bytes: &[u8]) -> Result<(), OutputError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes).map_err(classify)?;
@@ -47,7 +47,7 @@ pub fn print_bytes(bytes: &[u8]) -> Result<(), OutputError> {
 /// Writes a value as pretty JSON followed by a newline.
 ///
 /// # Errors
-/// See [`print`].
+/// See [`print()`].
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), OutputError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| OutputError::Io(e.into()))?;
     text.push('\n');
