@@ -1,4 +1,12 @@
 //! ansible-vault compatible secret files, with the vault_ variable convention.
+//!
+//! [`format`] reads and writes the ansible-vault format (1.1 and 1.2) byte-compatibly; the
+//! commands come next.
+
+mod error;
+pub mod format;
+
+pub use error::{Error, FormatError, Result};
 
 use clap::Parser;
 use ops_common::cli::{CommonCommand, Context, GlobalArgs, Tool};
