@@ -1,20 +1,26 @@
 //! ansible-vault compatible secret files, with the vault_ variable convention.
 //!
-//! [`format`] reads and writes the ansible-vault format (1.1 and 1.2) byte-compatibly; the
-//! commands come next.
+//! The library, for the commands and for `deploy`:
+//! - [`format`]: the ansible-vault format (1.1 and 1.2), byte-compatibly;
+//! - [`password`]: password sources and the keyring that tries them;
+//! - [`yaml`]: YAML files with inline `!vault` values, to plain values;
+//! - [`convention`]: the `vault_` convention check.
+//!
+//! The commands come next.
 
+pub mod convention;
 mod error;
 pub mod format;
+pub mod password;
+pub mod settings;
+pub mod yaml;
 
 pub use error::{Error, FormatError, Result};
+pub use settings::SETTINGS;
 
 use clap::Parser;
 use ops_common::cli::{CommonCommand, Context, GlobalArgs, Tool};
 use ops_common::settings::Setting;
-use ops_common::vars;
-
-/// Every setting `vault-tool` reads.
-pub static SETTINGS: &[Setting] = &vars::LOGGING;
 
 /// The command line.
 #[derive(Debug, Parser)]
