@@ -289,39 +289,25 @@ fn check_references(
         .filter(|v| v.main.as_deref() == Some(main))
         .flat_map(|v| v.names.iter().map(String::as_str))
         .collect();
-    for r in refs {
-        if own.contains(r.target.as_str()) {
-            let name = &r.target[PREFIX.len()..];
-            if r.key != name {
-                report(
-                    main_rel,
-                    Some(r.line),
-                    format!(
-                        "`{}` takes its value from `{}`: the variable copying `{}` must be named `{name}`",
-                        r.key, r.target, r.target
-                    ),
-                );
-            }
-        } else {
-            let elsewhere = defined
-                .get(r.target.as_str())
-                .map(|paths| {
-                    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-                    format!(
-                        " (it is defined in {}, which has another main variables file)",
-                        list.join(", ")
-                    )
-                })
-                .unwrap_or_default();
-            report(
-                main_rel,
-                Some(r.line),
+    for r in refs.iter().filter(|r| !own.contains(r.target.as_str())) {
+        let elsewhere = defined
+            .get(r.target.as_str())
+            .map(|paths| {
+                let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 format!(
-                    "`{}` refers to `{}`, which the vault file next to it does not define{elsewhere}",
-                    r.key, r.target
-                ),
-            );
-        }
+                    " (it is defined in {}, which has another main variables file)",
+                    list.join(", ")
+                )
+            })
+            .unwrap_or_default();
+        report(
+            main_rel,
+            Some(r.line),
+            format!(
+                "`{}` refers to `{}`, which the vault file next to it does not define{elsewhere}",
+                r.key, r.target
+            ),
+        );
     }
     for vault in vaults.iter().filter(|v| v.main.as_deref() == Some(main)) {
         for target in &vault.names {
@@ -334,6 +320,14 @@ fn check_references(
                     format!(
                         "`{target}` is not used: add `{name}: \"{{{{ {target} }}}}\"` to {}",
                         main_rel.display()
+                    ),
+                ),
+                [only] if only.key != name => report(
+                    main_rel,
+                    Some(only.line),
+                    format!(
+                        "`{}` takes its value from `{target}`: the variable copying `{target}` must be named `{name}`",
+                        only.key
                     ),
                 ),
                 [_] => {}

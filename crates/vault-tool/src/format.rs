@@ -456,7 +456,7 @@ impl Body<'_> {
         }
         if !hex.len().is_multiple_of(2) {
             return Err(Error::malformed(FormatError::new(format!(
-                "the {name} has an odd number of hex digits ({})",
+                "the {name} has an odd number of hex digits ({}); the file is truncated or damaged",
                 hex.len()
             ))));
         }
