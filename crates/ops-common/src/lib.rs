@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod logging;
 pub mod metrics;
 pub mod output;
+pub mod progress;
 pub mod settings;
 pub mod storage;
 pub mod vars;

@@ -33,7 +33,7 @@ use std::process::Command;
 pub use cmd::{Cmd, Output};
 pub use common_cli::assert_common_commands;
 pub use docs::check_generated;
-pub use pg::{PgCluster, PgOptions, bindir as pg_bindir};
+pub use pg::{PgCluster, PgOptions, bindir as pg_bindir, pg_ctl_stop};
 pub use proxy::{Fault, FaultProxy};
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 

@@ -334,6 +334,15 @@ impl PgCluster {
     }
 }
 
+/// Stops whatever server runs in a data directory (immediate shutdown); for servers a tool started.
+pub fn pg_ctl_stop(data: &Path) {
+    let _ = command_as_postgres(bindir().join("pg_ctl"))
+        .arg("-D")
+        .arg(data)
+        .args(["-m", "immediate", "-w", "stop"])
+        .output();
+}
+
 impl Drop for PgCluster {
     fn drop(&mut self) {
         self.stop_mode("immediate");
