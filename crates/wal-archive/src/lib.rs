@@ -1,36 +1,34 @@
-//! PostgreSQL continuous archiving and point-in-time recovery to S3 or a local directory.
+//! `wal-archive`: PostgreSQL continuous archiving and point-in-time recovery, to S3 or a local
+//! directory.
+//!
+//! - `push` and `fetch` are PostgreSQL's `archive_command` and `restore_command`, and keep their
+//!   contract strictly: push returns 0 only for a file that is durable and checked in the archive,
+//!   never overwrites different content and refuses another cluster's WAL; fetch returns 1 only for
+//!   a file the archive does not have, and 200 (stop recovery) when it cannot tell.
+//! - `backup` takes a base backup through the non-exclusive API; files are stored as content-addressed
+//!   chunks, so unchanged data is not stored twice.
+//! - `restore` picks the backup for a target time, restores and checks it, and sets up recovery.
+//!
+//! The layout of the archive is described in [`archive`].
 
-use clap::Parser;
+pub mod archive;
+mod cli;
+pub mod commands;
+mod error;
+pub mod manifest;
+pub mod settings;
+pub mod walfile;
+
+pub use cli::Cli;
+use cli::Command;
+pub use error::{Error, Result};
 use ops_common::cli::{CommonCommand, Context, GlobalArgs, Tool};
 use ops_common::settings::Setting;
-use ops_common::vars;
-
-/// Every setting `wal-archive` reads.
-pub static SETTINGS: &[Setting] = &vars::LOGGING;
-
-/// The command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "wal-archive",
-    version,
-    about = "PostgreSQL continuous archiving and point-in-time recovery to S3 or a local directory"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    globals: GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    #[command(flatten)]
-    Common(CommonCommand),
-}
+pub use settings::SETTINGS;
 
 impl Tool for Cli {
     const NAME: &'static str = "wal-archive";
-    type Error = ops_common::Error;
+    type Error = Error;
 
     fn settings() -> &'static [Setting] {
         SETTINGS
@@ -43,12 +41,62 @@ impl Tool for Cli {
     fn common(&self) -> Option<&CommonCommand> {
         match &self.command {
             Command::Common(common) => Some(common),
+            _ => None,
         }
     }
 
-    fn run(self, _ctx: &Context) -> Result<u8, Self::Error> {
+    fn flag_settings(&self) -> Vec<(&'static str, String)> {
+        let pgdata = match &self.command {
+            Command::Push { pgdata, .. } | Command::Backup { pgdata, .. } => pgdata.pgdata.as_ref(),
+            Command::Restore(args) => args.pgdata.as_ref(),
+            _ => None,
+        };
+        pgdata
+            .map(|p| (settings::PGDATA.name, p.to_string_lossy().into_owned()))
+            .into_iter()
+            .collect()
+    }
+
+    fn run(self, ctx: &Context) -> Result<u8> {
         match self.command {
-            Command::Common(_) => unreachable!("common commands are answered by ops_common::cli"),
+            Command::Push { path, .. } => commands::push::run(ctx, &path),
+            Command::Fetch { file, destination } => commands::fetch::run(ctx, &file, &destination),
+            Command::Backup { json, .. } => commands::backup::run(ctx, json),
+            Command::List { json } => commands::list::run(ctx, json),
+            Command::Restore(args) => {
+                let target = match &args.target_time {
+                    Some(text) => {
+                        Some(commands::restore::parse_target_time(text).map_err(Error::Usage)?)
+                    }
+                    None => None,
+                };
+                let options = commands::restore::RestoreOptions {
+                    target,
+                    force: args.force,
+                    start: args.start,
+                    port: args.port,
+                    no_archive: args.no_archive,
+                    settings_args: settings_args(&self.globals)?,
+                };
+                commands::restore::run(ctx, &options)
+            }
+            Command::Common(_) => unreachable!("answered by ops_common::cli"),
         }
     }
+}
+
+/// The `--envdir`/`--config` arguments, with absolute paths, for commands wal-archive writes
+/// into the server's configuration (`restore_command` runs in the data directory).
+fn settings_args(globals: &GlobalArgs) -> Result<Vec<String>> {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+    let mut args = Vec::new();
+    for dir in &globals.envdir {
+        args.push("--envdir".to_owned());
+        args.push(absolute(dir)?.to_string_lossy().into_owned());
+    }
+    if let Some(config) = &globals.config {
+        args.push("--config".to_owned());
+        args.push(absolute(config)?.to_string_lossy().into_owned());
+    }
+    Ok(args)
 }

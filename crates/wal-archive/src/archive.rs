@@ -1,0 +1,262 @@
+//! The archive's layout in the object store, and the envelope every stored object is wrapped in.
+//!
+//! ```text
+//! <prefix>/archive.json                       which cluster the archive belongs to
+//! <prefix>/wal/<file name>                    WAL segments, history, .backup and .partial files
+//! <prefix>/chunks/<aa>/<sha256>               backup data, 1 MiB pieces of files, by content
+//! <prefix>/backups/<name>/manifest            every file of a backup and its chunks
+//! <prefix>/backups/<name>/backup_label        as pg_backup_stop returned it
+//! <prefix>/backups/<name>/tablespace_map      as pg_backup_stop returned it
+//! <prefix>/backups/<name>/backup.json         written last: a backup without it does not exist
+//! ```
+//!
+//! Every object except `archive.json` and `backup.json` is an *envelope*: a magic line, a JSON header
+//! saying how the payload was compressed and the size and SHA-256 of the original bytes, then the
+//! payload. The envelope makes every object self-checking on any store (the local store keeps no
+//! metadata), so a corrupt object is detected before PostgreSQL ever sees it: PostgreSQL takes a bad
+//! record in the middle of a segment for the end of WAL and would silently stop recovery there.
+
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+use ops_common::storage::Sha256Digest;
+use serde::{Deserialize, Serialize};
+
+/// First bytes of every envelope.
+pub const MAGIC: &[u8; 8] = b"WALARC1\n";
+
+/// The zstd level: fast, as for WAL the archive must keep up with the server.
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// Key of the archive's identity record.
+pub const ARCHIVE_KEY: &str = "archive.json";
+
+/// How a payload is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd at [`ZSTD_LEVEL`], with its frame checksum.
+    Zstd,
+    /// LZ4 frames with their content checksum (fastest, larger).
+    Lz4,
+    /// Stored as is.
+    None,
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "zstd" => Ok(Self::Zstd),
+            "lz4" => Ok(Self::Lz4),
+            "none" => Ok(Self::None),
+            _ => Err("expected zstd, lz4 or none".to_owned()),
+        }
+    }
+}
+
+/// The header of an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// How the payload is compressed.
+    pub compression: Compression,
+    /// Size of the original bytes.
+    pub size: u64,
+    /// SHA-256 of the original bytes.
+    pub sha256: Sha256Digest,
+}
+
+/// Why an envelope could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not an envelope, or a damaged header.
+    #[error("not a wal-archive object ({0})")]
+    Malformed(String),
+    /// The payload does not decompress.
+    #[error("payload does not decompress: {0}")]
+    Decompress(String),
+    /// The content does not match the header.
+    #[error("content does not match its checksum (expected {expected}, got {actual})")]
+    Mismatch {
+        /// From the header.
+        expected: String,
+        /// Of what was decoded.
+        actual: String,
+    },
+}
+
+/// Wraps `data` in an envelope, compressing it.
+///
+/// # Panics
+/// Never in practice: compressing into memory cannot fail.
+pub fn seal(data: &[u8], compression: Compression) -> Vec<u8> {
+    seal_with_digest(data, Sha256Digest::of(data), compression)
+}
+
+/// Like [`seal`], with the digest already computed.
+///
+/// # Panics
+/// See [`seal`].
+pub fn seal_with_digest(data: &[u8], sha256: Sha256Digest, compression: Compression) -> Vec<u8> {
+    let header = Header {
+        compression,
+        size: data.len() as u64,
+        sha256,
+    };
+    let header_json = serde_json::to_vec(&header).expect("header serializes");
+    let mut out = Vec::with_capacity(data.len() / 3 + 64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(
+        &u32::try_from(header_json.len())
+            .expect("small header")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&header_json);
+    match compression {
+        Compression::None => out.extend_from_slice(data),
+        Compression::Zstd => {
+            let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL).expect("zstd encoder");
+            encoder.include_checksum(true).expect("zstd option");
+            encoder.write_all(data).expect("compressing into memory");
+            out = encoder.finish().expect("compressing into memory");
+        }
+        Compression::Lz4 => {
+            let info = lz4_flex::frame::FrameInfo::new().content_checksum(true);
+            let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, out);
+            encoder.write_all(data).expect("compressing into memory");
+            out = encoder.finish().expect("compressing into memory");
+        }
+    }
+    out
+}
+
+/// Reads an envelope's header, from at least its first bytes; returns the header and where the
+/// payload starts.
+///
+/// # Errors
+/// When the bytes are not an envelope.
+///
+/// # Panics
+/// Never: lengths are checked before slicing.
+pub fn read_header(bytes: &[u8]) -> Result<(Header, usize), EnvelopeError> {
+    let malformed = |m: &str| EnvelopeError::Malformed(m.to_owned());
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return Err(malformed("bad magic"));
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    if len > 4096 || bytes.len() < 12 + len {
+        return Err(malformed("bad header length"));
+    }
+    let header: Header = serde_json::from_slice(&bytes[12..12 + len])
+        .map_err(|e| EnvelopeError::Malformed(format!("header: {e}")))?;
+    Ok((header, 12 + len))
+}
+
+/// Opens an envelope: decompresses the payload and checks its size and SHA-256.
+///
+/// # Errors
+/// When the envelope is malformed, does not decompress, or does not match its checksum.
+pub fn open(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+    let (header, start) = read_header(bytes)?;
+    let payload = &bytes[start..];
+    // Never allocate more than the header claims plus one byte: a damaged size must not exhaust memory.
+    let limit = header.size.saturating_add(1);
+    let mut data = Vec::with_capacity(usize::try_from(header.size.min(64 << 20)).unwrap_or(0));
+    let decompressed = match header.compression {
+        Compression::None => {
+            data.extend_from_slice(payload);
+            Ok(())
+        }
+        Compression::Zstd => zstd::Decoder::new(payload)
+            .and_then(|d| d.take(limit).read_to_end(&mut data))
+            .map(drop),
+        Compression::Lz4 => lz4_flex::frame::FrameDecoder::new(payload)
+            .take(limit)
+            .read_to_end(&mut data)
+            .map(drop),
+    };
+    decompressed.map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
+    let actual = Sha256Digest::of(&data);
+    if data.len() as u64 != header.size || actual != header.sha256 {
+        return Err(EnvelopeError::Mismatch {
+            expected: format!("{} bytes, sha256 {}", header.size, header.sha256),
+            actual: format!("{} bytes, sha256 {actual}", data.len()),
+        });
+    }
+    Ok(data)
+}
+
+/// The identity of an archive: the cluster it belongs to. Written by the first push or backup;
+/// every later one checks it, so that another cluster's WAL never lands in this archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// The cluster's system identifier (from `pg_control`), as a decimal string like PostgreSQL shows it.
+    pub system_identifier: String,
+    /// PostgreSQL major version.
+    pub pg_version: u32,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+}
+
+/// Key of a WAL file.
+pub fn wal_key(file_name: &str) -> String {
+    format!("wal/{file_name}")
+}
+
+/// Key of a chunk.
+pub fn chunk_key(sha256: &Sha256Digest) -> String {
+    let hex = sha256.to_hex();
+    format!("chunks/{}/{hex}", &hex[..2])
+}
+
+/// Key of an object of a backup.
+pub fn backup_key(name: &str, object: &str) -> String {
+    format!("backups/{name}/{object}")
+}
+
+/// The completion marker's name within a backup.
+pub const BACKUP_MARKER: &str = "backup.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_with_every_compression() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+            let sealed = seal(&data, compression);
+            assert_eq!(read_header(&sealed).unwrap().0.compression, compression);
+            assert_eq!(open(&sealed).unwrap(), data);
+        }
+        assert!(seal(&data, Compression::Zstd).len() < data.len() / 2);
+        assert_eq!(open(&seal(b"", Compression::Zstd)).unwrap(), b"");
+    }
+
+    #[test]
+    fn damage_is_detected_anywhere() {
+        let data = vec![42u8; 10_000];
+        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+            let sealed = seal(&data, compression);
+            let (_, start) = read_header(&sealed).unwrap();
+            for position in [0, 9, start + 1, sealed.len() - 1] {
+                let mut damaged = sealed.clone();
+                damaged[position] ^= 0x40;
+                assert!(open(&damaged).is_err(), "{compression:?} byte {position}");
+            }
+            assert!(
+                open(&sealed[..sealed.len() - 1]).is_err(),
+                "{compression:?} truncated"
+            );
+        }
+    }
+
+    #[test]
+    fn compression_names_parse() {
+        assert_eq!("zstd".parse::<Compression>().unwrap(), Compression::Zstd);
+        assert!("brotli".parse::<Compression>().is_err());
+    }
+}
