@@ -495,6 +495,16 @@ impl Sources {
         if let Some(file) = settings.get(&settings::ANSIBLE_VAULT_PASSWORD_FILE) {
             all.push(VaultIdSpec::password_file(Path::new(file)));
         }
+        // The same file under the same label twice (the flag and the environment variable) is
+        // one password, not two that would make encrypting ambiguous.
+        let mut seen = Vec::new();
+        all.retain(|spec| {
+            let fresh = !seen.contains(spec);
+            if fresh {
+                seen.push(spec.clone());
+            }
+            fresh
+        });
         let password = match settings.get(&settings::VAULT_TOOL_PASSWORD) {
             Some(p) => {
                 let label = settings

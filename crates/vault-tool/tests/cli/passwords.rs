@@ -237,3 +237,28 @@ fn wrong_password_is_a_clear_error_with_status_11() {
         .one_line_error()
         .stderr_has("v1-vault.yml: decryption failed: wrong vault password (tried vault ids: dev)");
 }
+
+#[test]
+fn the_same_file_from_the_flag_and_the_environment_is_one_password() {
+    let tmp = Scratch::new();
+    let file = tmp.write("pw", "only one");
+    let out = vt()
+        .arg("encrypt")
+        .arg("--vault-password-file")
+        .arg(&file)
+        .env("ANSIBLE_VAULT_PASSWORD_FILE", &file)
+        .stdin("x")
+        .run()
+        .success();
+    assert!(out.stdout.starts_with("$ANSIBLE_VAULT;1.1;AES256\n"));
+    // Two different passwords with the same label are two: encrypting needs a choice.
+    let other = tmp.write("other", "another one");
+    vt().arg("encrypt")
+        .arg("--vault-password-file")
+        .arg(&file)
+        .env("ANSIBLE_VAULT_PASSWORD_FILE", &other)
+        .stdin("x")
+        .run()
+        .code(3)
+        .stderr_has("the vault ids default, default are loaded");
+}
