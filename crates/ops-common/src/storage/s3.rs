@@ -16,7 +16,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use base64::Engine as _;
@@ -73,12 +73,10 @@ where
             }
         }
         SdkError::DispatchFailure(failure) if failure.is_user() => {
-            AttemptError::permanent(DisplayErrorContext(err).to_string())
+            AttemptError::permanent(crate::error::one_line(err))
         }
-        SdkError::ConstructionFailure(_) => {
-            AttemptError::permanent(DisplayErrorContext(err).to_string())
-        }
-        _ => AttemptError::transient(DisplayErrorContext(err).to_string()),
+        SdkError::ConstructionFailure(_) => AttemptError::permanent(crate::error::one_line(err)),
+        _ => AttemptError::transient(crate::error::one_line(err)),
     }
 }
 

@@ -253,42 +253,14 @@ async fn backup(
         ))
     })?
     .map_err(|e| Error::db("pg_backup_stop", e))?;
-    let stop_time = Utc::now();
-    let stop_lsn: String = stop.get(0);
-    let label: String = stop.get(1);
-    let tablespace_map: Option<String> = stop.get(2);
+    let stopped = Stopped {
+        time: Utc::now(),
+        lsn: stop.get(0),
+        label: stop.get(1),
+        tablespace_map: stop.get(2),
+    };
     drop(client);
     let _ = connection.await;
-
-    let timeline = label_field(&label, "START TIMELINE")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1);
-    let start_wal_file = SegmentName::of_lsn(
-        timeline,
-        walfile::parse_lsn(&start_lsn).unwrap_or_default(),
-        facts.wal_segment_size,
-    )
-    .file_name(facts.wal_segment_size);
-
-    let put_sealed = |object: &'static str, data: Vec<u8>| {
-        let store = store.clone();
-        let key = archive::backup_key(&name, object);
-        async move {
-            let digest = Sha256Digest::of(&data);
-            store
-                .put(
-                    &key,
-                    PutBody::from(archive::seal_with_digest(&data, digest, compression)),
-                )
-                .await?;
-            Ok::<_, Error>(digest)
-        }
-    };
-    let backup_label_sha256 = put_sealed("backup_label", label.into_bytes()).await?;
-    let tablespace_map_sha256 = match tablespace_map.filter(|m| !m.is_empty()) {
-        Some(map) => Some(put_sealed("tablespace_map", map.into_bytes()).await?),
-        None => None,
-    };
     let manifest = Manifest {
         name: name.clone(),
         chunk_size: CHUNK_SIZE,
@@ -296,28 +268,95 @@ async fn backup(
         files: copied.files,
         links: tree.links,
     };
+    let started = Started {
+        name,
+        time: start_time,
+        lsn: start_lsn,
+    };
+    record(
+        &*store,
+        compression,
+        &facts,
+        started,
+        stopped,
+        &manifest,
+        copied.stored_bytes,
+        copied.new_chunks,
+    )
+    .await
+}
+
+/// What `pg_backup_start` gave.
+struct Started {
+    name: String,
+    time: chrono::DateTime<Utc>,
+    lsn: String,
+}
+
+/// What `pg_backup_stop` gave.
+struct Stopped {
+    time: chrono::DateTime<Utc>,
+    lsn: String,
+    label: String,
+    tablespace_map: Option<String>,
+}
+
+/// Stores the label, the map and the manifest, then the completion marker, last.
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the same eight values.
+async fn record(
+    store: &dyn ObjectStore,
+    compression: Compression,
+    facts: &ServerFacts,
+    started: Started,
+    stopped: Stopped,
+    manifest: &Manifest,
+    stored_bytes: u64,
+    new_chunks: u64,
+) -> Result<BackupInfo> {
+    let name = &started.name;
+    let put_sealed = |object: &'static str, data: Vec<u8>| async move {
+        let digest = Sha256Digest::of(&data);
+        let sealed = archive::seal_with_digest(&data, digest, compression);
+        store
+            .put(&archive::backup_key(name, object), PutBody::from(sealed))
+            .await?;
+        Ok::<_, Error>(digest)
+    };
+    let timeline = label_field(&stopped.label, "START TIMELINE")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let start_wal_file = SegmentName::of_lsn(
+        timeline,
+        walfile::parse_lsn(&started.lsn).unwrap_or_default(),
+        facts.wal_segment_size,
+    )
+    .file_name(facts.wal_segment_size);
+    let backup_label_sha256 = put_sealed("backup_label", stopped.label.into_bytes()).await?;
+    let tablespace_map_sha256 = match stopped.tablespace_map.filter(|m| !m.is_empty()) {
+        Some(map) => Some(put_sealed("tablespace_map", map.into_bytes()).await?),
+        None => None,
+    };
     let manifest_sha256 = put_sealed(
         "manifest",
-        serde_json::to_vec(&manifest).expect("manifest serializes"),
+        serde_json::to_vec(manifest).expect("manifest serializes"),
     )
     .await?;
-
     let info = BackupInfo {
         name: name.clone(),
-        system_identifier: facts.system_identifier,
+        system_identifier: facts.system_identifier.clone(),
         pg_version: 15,
         wal_segment_size: facts.wal_segment_size,
         timeline,
-        start_lsn,
-        stop_lsn,
+        start_lsn: started.lsn,
+        stop_lsn: stopped.lsn,
         start_wal_file,
-        start_time,
-        stop_time,
+        start_time: started.time,
+        stop_time: stopped.time,
         files: manifest.files.len() as u64,
         size_bytes: manifest.files.iter().map(|f| f.size).sum(),
-        stored_bytes: copied.stored_bytes,
+        stored_bytes,
         chunks: manifest.files.iter().map(|f| f.chunks.len() as u64).sum(),
-        new_chunks: copied.new_chunks,
+        new_chunks,
         manifest_sha256,
         backup_label_sha256,
         tablespace_map_sha256,
@@ -325,7 +364,7 @@ async fn backup(
     let marker = serde_json::to_vec_pretty(&info).expect("marker serializes");
     store
         .put(
-            &archive::backup_key(&name, BACKUP_MARKER),
+            &archive::backup_key(name, BACKUP_MARKER),
             PutBody::from(marker),
         )
         .await?;

@@ -10,7 +10,7 @@ use ops_testkit::{
 };
 
 /// Where the archive is.
-pub enum Store {
+pub(crate) enum Store {
     /// A local directory.
     File,
     /// The in-process S3 server.
@@ -18,22 +18,22 @@ pub enum Store {
 }
 
 /// A primary PostgreSQL 15 with `archive_command` set to the built binary, and its archive.
-pub struct Site {
-    pub tmp: TempDir,
-    pub bin: PathBuf,
-    pub envdir: PathBuf,
-    pub primary: PgCluster,
-    pub store: Store,
-    pub bucket: Option<String>,
+pub(crate) struct Site {
+    pub(crate) tmp: TempDir,
+    pub(crate) bin: PathBuf,
+    pub(crate) envdir: PathBuf,
+    pub(crate) primary: PgCluster,
+    pub(crate) store: Store,
+    pub(crate) bucket: Option<String>,
 }
 
 impl Site {
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self::with_settings(store, &[])
     }
 
     /// A site whose envdir has extra settings.
-    pub fn with_settings(store: Store, extra: &[(&str, &str)]) -> Self {
+    pub(crate) fn with_settings(store: Store, extra: &[(&str, &str)]) -> Self {
         let tmp = TempDir::new("wal");
         let bin = install_binary(
             Path::new(env!("CARGO_BIN_EXE_wal-archive")),
@@ -81,7 +81,7 @@ impl Site {
     }
 
     /// The tool, run as `postgres` with the site's envdir.
-    pub fn tool(&self) -> Cmd {
+    pub(crate) fn tool(&self) -> Cmd {
         Cmd::new(&self.bin)
             .as_postgres()
             .arg("--envdir")
@@ -89,18 +89,18 @@ impl Site {
     }
 
     /// Runs the tool.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.tool().args(args.iter().copied()).run()
     }
 
     /// Ends the current segment and waits until the archiver has archived it.
-    pub fn switch_and_wait_archived(&self, cluster_url: &str) {
+    pub(crate) fn switch_and_wait_archived(&self, cluster_url: &str) {
         let mut client = postgres::Client::connect(cluster_url, postgres::NoTls).unwrap();
         let segment: String = client
             .query_one("select pg_walfile_name(pg_switch_wal() - 1)", &[])
             .unwrap()
             .get(0);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let row = client.query_one("select coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') from pg_stat_archiver", &[]).unwrap();
             let archived: String = row.get(0);
@@ -119,7 +119,7 @@ impl Site {
     }
 
     /// The file a stored object is in (local store or S3 server root).
-    pub fn stored_file(&self, key: &str) -> PathBuf {
+    pub(crate) fn stored_file(&self, key: &str) -> PathBuf {
         match &self.store {
             Store::File => self.tmp.path().join("archive").join(key),
             Store::S3(server) => {
@@ -129,27 +129,27 @@ impl Site {
     }
 
     /// A fresh directory for a restore, owned by postgres.
-    pub fn restore_dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn restore_dir(&self, name: &str) -> PathBuf {
         self.tmp.subdir(name).join("data")
     }
 }
 
-pub fn write_setting(envdir: &Path, name: &str, value: &str) {
+pub(crate) fn write_setting(envdir: &Path, name: &str, value: &str) {
     std::fs::write(envdir.join(name), format!("{value}\n")).unwrap();
 }
 
 /// A server the tool started (restore --start); stopped when dropped.
-pub struct Restored {
-    pub data: PathBuf,
-    pub port: u16,
+pub(crate) struct Restored {
+    pub(crate) data: PathBuf,
+    pub(crate) port: u16,
 }
 
 impl Restored {
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    pub fn connect(&self) -> postgres::Client {
+    pub(crate) fn connect(&self) -> postgres::Client {
         postgres::Client::connect(&self.url(), postgres::NoTls).unwrap()
     }
 }
@@ -161,7 +161,7 @@ impl Drop for Restored {
 }
 
 /// Rows per batch in table `t`.
-pub fn batches(client: &mut postgres::Client) -> Vec<i32> {
+pub(crate) fn batches(client: &mut postgres::Client) -> Vec<i32> {
     client
         .query("select distinct batch from t order by batch", &[])
         .unwrap()
@@ -172,7 +172,7 @@ pub fn batches(client: &mut postgres::Client) -> Vec<i32> {
 
 /// Commits a batch of rows, then waits past the next whole second and returns that second as a
 /// target time: every row of this batch committed before it, every later batch after it.
-pub fn commit_batch_and_mark(client: &mut postgres::Client, batch: i32) -> String {
+pub(crate) fn commit_batch_and_mark(client: &mut postgres::Client, batch: i32) -> String {
     client
         .execute(
             "insert into t (batch, n) select $1, g from generate_series(1, 100) g",
@@ -183,9 +183,12 @@ pub fn commit_batch_and_mark(client: &mut postgres::Client, batch: i32) -> Strin
         .query_one("select extract(epoch from clock_timestamp())::float8", &[])
         .unwrap()
         .get(0);
-    let mark = now.floor() + 1.0;
-    let wait = mark - now + 0.3;
-    std::thread::sleep(Duration::from_secs_f64(wait));
-    let mark = chrono::DateTime::from_timestamp(mark as i64, 0).unwrap();
+    let next_second = now.floor() + 1.0;
+    std::thread::sleep(Duration::from_secs_f64(next_second - now + 0.3));
+    let mark: i64 = client
+        .query_one("select floor($1::float8)::int8", &[&next_second])
+        .unwrap()
+        .get(0);
+    let mark = chrono::DateTime::from_timestamp(mark, 0).unwrap();
     mark.format("%Y-%m-%d %H:%M:%S").to_string()
 }
