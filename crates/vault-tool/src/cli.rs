@@ -53,7 +53,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Write chosen variables as an envdir (directory 0700, files 0600, written atomically).
     Envdir(EnvdirArgs),
-    /// Print a file decrypted, for git's diff.<driver>.textconv (plaintext files as they are).
+    /// Print a file decrypted, for git's diff.DRIVER.textconv (plaintext files as they are).
     Textconv(TextconvArgs),
     /// The commands every tool has.
     #[command(flatten)]

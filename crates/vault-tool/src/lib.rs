@@ -8,7 +8,7 @@
 //! (readable `git diff` of vault files).
 //!
 //! The library is what other tools use (`deploy` reads the site's secrets through it):
-//! - [`format`]: the vault format itself: [`format::parse_envelope`], [`format::encrypt`],
+//! - [`format`](mod@format): the vault format itself: [`format::parse_envelope`], [`format::encrypt`],
 //!   [`format::decrypt`];
 //! - [`password`]: password sources (files, executables, the CI variable) and the
 //!   [`password::Keyring`] that tries them;
