@@ -58,13 +58,25 @@ impl FromStr for Compression {
 
 /// The header of an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Header {
-    /// How the payload is compressed.
-    pub compression: Compression,
-    /// Size of the original bytes.
-    pub size: u64,
-    /// SHA-256 of the original bytes.
-    pub sha256: Sha256Digest,
+#[serde(untagged)]
+pub enum Header {
+    /// The payload is an age-encrypted inner envelope (see `crate::codec`).
+    Encrypted {
+        /// Always `age`.
+        encryption: String,
+        /// The content's keyed identity (HMAC-SHA256), so that duplicates can be recognised
+        /// without decrypting and without revealing a hash of the content.
+        id: Sha256Digest,
+    },
+    /// The payload is the compressed content.
+    Plain {
+        /// How the payload is compressed.
+        compression: Compression,
+        /// Size of the original bytes.
+        size: u64,
+        /// SHA-256 of the original bytes.
+        sha256: Sha256Digest,
+    },
 }
 
 /// Why an envelope could not be opened.
@@ -76,6 +88,14 @@ pub enum EnvelopeError {
     /// The payload does not decompress.
     #[error("payload does not decompress: {0}")]
     Decompress(String),
+    /// The object is encrypted and no key to open it was given.
+    #[error(
+        "encrypted with age: set WAL_ARCHIVE_AGE_IDENTITY_FILE or WAL_ARCHIVE_PASSPHRASE to read it"
+    )]
+    NoKey,
+    /// Decryption failed: a wrong key or damaged data.
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
     /// The content does not match the header.
     #[error("content does not match its checksum (expected {expected}, got {actual})")]
     Mismatch {
@@ -84,6 +104,23 @@ pub enum EnvelopeError {
         /// Of what was decoded.
         actual: String,
     },
+}
+
+/// Starts an envelope: magic, header length, header.
+///
+/// # Panics
+/// Never: a header always serializes and is small.
+pub fn envelope_start(header: &Header, capacity: usize) -> Vec<u8> {
+    let header_json = serde_json::to_vec(header).expect("header serializes");
+    let mut out = Vec::with_capacity(capacity + header_json.len() + 12);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(
+        &u32::try_from(header_json.len())
+            .expect("small header")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&header_json);
+    out
 }
 
 /// Wraps `data` in an envelope, compressing it.
@@ -99,7 +136,7 @@ pub fn seal(data: &[u8], compression: Compression) -> Vec<u8> {
 /// # Panics
 /// See [`seal`].
 pub fn seal_with_digest(data: &[u8], sha256: Sha256Digest, compression: Compression) -> Vec<u8> {
-    let header = Header {
+    let header = Header::Plain {
         compression,
         size: data.len() as u64,
         sha256,
@@ -153,17 +190,25 @@ pub fn read_header(bytes: &[u8]) -> Result<(Header, usize), EnvelopeError> {
     Ok((header, 12 + len))
 }
 
-/// Opens an envelope: decompresses the payload and checks its size and SHA-256.
+/// Opens a plain envelope: decompresses the payload and checks its size and SHA-256.
 ///
 /// # Errors
-/// When the envelope is malformed, does not decompress, or does not match its checksum.
+/// When the envelope is malformed, encrypted, does not decompress, or does not match its checksum.
 pub fn open(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     let (header, start) = read_header(bytes)?;
+    let Header::Plain {
+        compression,
+        size,
+        sha256,
+    } = header
+    else {
+        return Err(EnvelopeError::NoKey);
+    };
     let payload = &bytes[start..];
     // Never allocate more than the header claims plus one byte: a damaged size must not exhaust memory.
-    let limit = header.size.saturating_add(1);
-    let mut data = Vec::with_capacity(usize::try_from(header.size.min(64 << 20)).unwrap_or(0));
-    let decompressed = match header.compression {
+    let limit = size.saturating_add(1);
+    let mut data = Vec::with_capacity(usize::try_from(size.min(64 << 20)).unwrap_or(0));
+    let decompressed = match compression {
         Compression::None => {
             data.extend_from_slice(payload);
             Ok(())
@@ -178,9 +223,9 @@ pub fn open(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
     };
     decompressed.map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
     let actual = Sha256Digest::of(&data);
-    if data.len() as u64 != header.size || actual != header.sha256 {
+    if data.len() as u64 != size || actual != sha256 {
         return Err(EnvelopeError::Mismatch {
-            expected: format!("{} bytes, sha256 {}", header.size, header.sha256),
+            expected: format!("{size} bytes, sha256 {sha256}"),
             actual: format!("{} bytes, sha256 {actual}", data.len()),
         });
     }
@@ -197,6 +242,10 @@ pub struct ArchiveInfo {
     pub pg_version: u32,
     /// WAL segment size in bytes.
     pub wal_segment_size: u64,
+    /// `age:<fingerprint>` when objects are encrypted (the fingerprint names the keys, not them);
+    /// absent when they are not. Mixing the two in one archive is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// Key of a WAL file.
@@ -229,7 +278,9 @@ mod tests {
             .collect();
         for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
             let sealed = seal(&data, compression);
-            assert_eq!(read_header(&sealed).unwrap().0.compression, compression);
+            assert!(
+                matches!(read_header(&sealed).unwrap().0, Header::Plain { compression: c, .. } if c == compression)
+            );
             assert_eq!(open(&sealed).unwrap(), data);
         }
         assert!(seal(&data, Compression::Zstd).len() < data.len() / 2);

@@ -31,6 +31,15 @@ pub(crate) enum Command {
         /// Where to write it (`%p`).
         destination: PathBuf,
     },
+    /// Download the segments after FILE into the prefetch directory (started by fetch itself).
+    #[command(hide = true)]
+    Prefetch {
+        /// The segment just fetched.
+        after: String,
+        /// How many segments ahead.
+        #[arg(long, default_value_t = 8)]
+        count: usize,
+    },
     /// Take a base backup of the running cluster.
     Backup {
         #[command(flatten)]
@@ -47,6 +56,43 @@ pub(crate) enum Command {
     },
     /// Restore a backup into a new data directory, set to recover to a time.
     Restore(RestoreArgs),
+    /// Retention: keep the N newest backups and the WAL to restore them; without --confirm, only list.
+    Delete {
+        /// How many backups to keep (at least 1).
+        #[arg(long, value_name = "N")]
+        retain: usize,
+        /// Delete; without it, print what would be deleted.
+        #[arg(long)]
+        confirm: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-read every stored object and check it; walk the WAL chain of each backup and report gaps.
+    Verify {
+        /// Only this backup (and the WAL from its start on).
+        #[arg(long, value_name = "NAME")]
+        backup: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore into a scratch copy, start it, run a check query, report the time it took; remove it.
+    Drill {
+        /// Recover to this time instead of the end of the archive.
+        #[arg(long, value_name = "TIME")]
+        target_time: Option<String>,
+        /// The query that must succeed on the restored copy; its first value is reported.
+        #[arg(
+            long,
+            value_name = "SQL",
+            default_value = "select count(*) from pg_database"
+        )]
+        check_sql: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     #[command(flatten)]
     Common(CommonCommand),
 }

@@ -13,8 +13,10 @@
 
 pub mod archive;
 mod cli;
+pub mod codec;
 pub mod commands;
 mod error;
+mod locks;
 pub mod manifest;
 pub mod settings;
 pub mod walfile;
@@ -60,7 +62,10 @@ impl Tool for Cli {
     fn run(self, ctx: &Context) -> Result<u8> {
         match self.command {
             Command::Push { path, .. } => commands::push::run(ctx, &path),
-            Command::Fetch { file, destination } => commands::fetch::run(ctx, &file, &destination),
+            Command::Fetch { file, destination } => {
+                commands::fetch::run(ctx, &file, &destination, &settings_args(&self.globals)?)
+            }
+            Command::Prefetch { after, count } => commands::fetch::prefetch(ctx, &after, count),
             Command::Backup { json, .. } => commands::backup::run(ctx, json),
             Command::List { json } => commands::list::run(ctx, json),
             Command::Restore(args) => {
@@ -76,9 +81,28 @@ impl Tool for Cli {
                     start: args.start,
                     port: args.port,
                     no_archive: args.no_archive,
+                    server_settings: Vec::new(),
                     settings_args: settings_args(&self.globals)?,
                 };
                 commands::restore::run(ctx, &options)
+            }
+            Command::Delete {
+                retain,
+                confirm,
+                json,
+            } => commands::delete::run(ctx, retain, confirm, json),
+            Command::Verify { backup, json } => commands::verify::run(ctx, backup.as_deref(), json),
+            Command::Drill {
+                target_time,
+                check_sql,
+                json,
+            } => {
+                let target = target_time
+                    .as_deref()
+                    .map(commands::restore::parse_target_time)
+                    .transpose()
+                    .map_err(Error::Usage)?;
+                commands::drill::run(ctx, target, &check_sql, json, settings_args(&self.globals)?)
             }
             Command::Common(_) => unreachable!("answered by ops_common::cli"),
         }

@@ -5,6 +5,7 @@ use ops_common::storage::{ObjectStore, Sha256Digest};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{self, BACKUP_MARKER};
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 
 /// Files are stored in pieces of this size; a piece that has not changed since an earlier backup
@@ -23,7 +24,8 @@ pub struct FileEntry {
     pub mode: u32,
     /// SHA-256 of the whole file as read.
     pub sha256: Sha256Digest,
-    /// The SHA-256 of each `chunk_size` piece, in order; each names a stored chunk.
+    /// The identity of each `chunk_size` piece, in order; each names a stored chunk (its
+    /// SHA-256; with encryption, its keyed HMAC).
     pub chunks: Vec<Sha256Digest>,
 }
 
@@ -94,12 +96,12 @@ pub struct BackupInfo {
     pub chunks: u64,
     /// Chunks this backup stored because no earlier backup had them.
     pub new_chunks: u64,
-    /// SHA-256 of the manifest.
-    pub manifest_sha256: Sha256Digest,
-    /// SHA-256 of the backup label.
-    pub backup_label_sha256: Sha256Digest,
-    /// SHA-256 of the tablespace map, when the server returned one.
-    pub tablespace_map_sha256: Option<Sha256Digest>,
+    /// Identity of the manifest (its SHA-256; with encryption, its keyed HMAC).
+    pub manifest_id: Sha256Digest,
+    /// Identity of the backup label.
+    pub backup_label_id: Sha256Digest,
+    /// Identity of the tablespace map, when the server returned one.
+    pub tablespace_map_id: Option<Sha256Digest>,
 }
 
 /// Every complete backup in the archive, sorted by the time it finished.
@@ -134,37 +136,51 @@ pub async fn list_backups(store: &dyn ObjectStore) -> Result<Vec<BackupInfo>> {
 ///
 /// # Errors
 /// When it is missing, corrupt or does not match the marker.
-pub async fn read_manifest(store: &dyn ObjectStore, info: &BackupInfo) -> Result<Manifest> {
+pub async fn read_manifest(
+    store: &dyn ObjectStore,
+    codec: &Codec,
+    info: &BackupInfo,
+) -> Result<Manifest> {
+    let json = read_backup_file(store, codec, &info.name, "manifest", &info.manifest_id).await?;
     let key = archive::backup_key(&info.name, "manifest");
-    let sealed = store.get_bytes(&key).await?;
-    let json = archive::open(&sealed)
-        .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))?;
-    if Sha256Digest::of(&json) != info.manifest_sha256 {
-        return Err(Error::Integrity(format!(
-            "{}: does not match the checksum in backup.json",
-            store.describe(&key)
-        )));
-    }
     serde_json::from_slice(&json)
         .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))
 }
 
-/// Reads one of a backup's small files (label, map) and checks it.
+/// Name of the chunk index within a backup.
+pub const CHUNK_INDEX: &str = "chunks";
+
+/// The chunks a backup references, stored beside its manifest and never encrypted (chunk
+/// identities reveal nothing), so that retention works where only public keys are.
+///
+/// # Errors
+/// When it is missing or corrupt.
+pub async fn read_chunk_index(store: &dyn ObjectStore, name: &str) -> Result<Vec<Sha256Digest>> {
+    let key = archive::backup_key(name, CHUNK_INDEX);
+    let json = archive::open(&store.get_bytes(&key).await?)
+        .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))?;
+    serde_json::from_slice(&json)
+        .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))
+}
+
+/// Reads one of a backup's objects (label, map, manifest) and checks it against its identity.
 ///
 /// # Errors
 /// When it is missing, corrupt or does not match `expected`.
 pub async fn read_backup_file(
     store: &dyn ObjectStore,
+    codec: &Codec,
     name: &str,
     object: &str,
     expected: &Sha256Digest,
 ) -> Result<Vec<u8>> {
     let key = archive::backup_key(name, object);
-    let data = archive::open(&store.get_bytes(&key).await?)
+    let data = codec
+        .open(&store.get_bytes(&key).await?)
         .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))?;
-    if Sha256Digest::of(&data) != *expected {
+    if codec.id(&data) != *expected {
         return Err(Error::Integrity(format!(
-            "{}: does not match the checksum in backup.json",
+            "{}: does not match its identity in backup.json",
             store.describe(&key)
         )));
     }

@@ -11,6 +11,7 @@ use ops_common::storage::{self, ObjectStore, StoreLocation, StoreOptions};
 use ops_common::vars;
 
 use crate::archive::Compression;
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 
 /// S3 location of the archive.
@@ -91,6 +92,32 @@ pub const WAL_ARCHIVE_PG_BINDIR: Setting = Setting::new(
     "Directory of `pg_ctl`, for `restore --start`; default: `/usr/lib/postgresql/<version>/bin`, then `PATH`.",
 );
 
+/// Where drills restore.
+pub const WAL_ARCHIVE_DRILL_DIR: Setting = Setting::new(
+    "WAL_ARCHIVE_DRILL_DIR",
+    "Directory in which `drill` makes its scratch copy (it needs room for one restored data directory).",
+)
+.default("/var/tmp");
+
+/// age public keys to encrypt to.
+pub const WAL_ARCHIVE_AGE_RECIPIENTS: Setting = Setting::new(
+    "WAL_ARCHIVE_AGE_RECIPIENTS",
+    "age X25519 public keys (`age1…`, separated by commas or spaces): every stored object is compressed, then encrypted to them. The server needs only these to archive.",
+);
+
+/// age private keys, to read an encrypted archive.
+pub const WAL_ARCHIVE_AGE_IDENTITY_FILE: Setting = Setting::new(
+    "WAL_ARCHIVE_AGE_IDENTITY_FILE",
+    "File of age X25519 secret keys (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes), needed to fetch, restore, verify and drill an encrypted archive; alone, it also encrypts to its own public key.",
+);
+
+/// Passphrase encryption.
+pub const WAL_ARCHIVE_PASSPHRASE: Setting = Setting::new(
+    "WAL_ARCHIVE_PASSPHRASE",
+    "Encrypt with this passphrase instead of keys (age's scrypt mode; every object is a standard age file). Slower: scrypt runs once per object.",
+)
+.secret();
+
 /// Every setting wal-archive reads.
 pub static SETTINGS: &[Setting] = &[
     WALG_S3_PREFIX,
@@ -106,6 +133,10 @@ pub static SETTINGS: &[Setting] = &[
     PGPASSWORD,
     WAL_ARCHIVE_TIMEOUT,
     WAL_ARCHIVE_PG_BINDIR,
+    WAL_ARCHIVE_DRILL_DIR,
+    WAL_ARCHIVE_AGE_RECIPIENTS,
+    WAL_ARCHIVE_AGE_IDENTITY_FILE,
+    WAL_ARCHIVE_PASSPHRASE,
     vars::OPS_LOG_FORMAT,
     vars::OPS_LOG_LEVEL,
     vars::OPS_METRICS_DIR,
@@ -157,14 +188,15 @@ pub fn open_store(settings: &Settings) -> Result<Arc<dyn ObjectStore>> {
     Ok(storage::open(&location, &options)?)
 }
 
-/// The compression method.
+/// How content is stored: the compression method, and encryption if configured.
 ///
 /// # Errors
-/// When the value is not a known method.
-pub fn compression(settings: &Settings) -> Result<Compression> {
-    Ok(settings
+/// When the method is unknown or a key does not parse.
+pub fn codec(settings: &Settings) -> Result<Codec> {
+    let compression = settings
         .parse::<Compression>(&WALG_COMPRESSION_METHOD)?
-        .unwrap_or(Compression::Zstd))
+        .unwrap_or(Compression::Zstd);
+    Codec::from_settings(settings, compression)
 }
 
 /// The bound on one push or fetch.

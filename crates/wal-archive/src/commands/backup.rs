@@ -26,9 +26,11 @@ use ops_common::storage::{ObjectStore, PutBody, Sha256Digest};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
-use crate::archive::{self, ArchiveInfo, BACKUP_MARKER, Compression};
+use crate::archive::{self, ArchiveInfo, BACKUP_MARKER};
+use crate::codec::Codec;
 use crate::commands::push::ensure_archive_identity;
 use crate::error::{Error, Result};
+use crate::locks::Lock;
 use crate::manifest::{BackupInfo, CHUNK_SIZE, DirEntry, FileEntry, LinkEntry, Manifest};
 use crate::settings::{self, WALG_UPLOAD_CONCURRENCY};
 use crate::walfile::{self, SegmentName};
@@ -73,7 +75,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8> {
     let settings = &ctx.settings;
     let pgdata = settings::pgdata(settings)?;
     let store = settings::open_store(settings)?;
-    let compression = settings::compression(settings)?;
+    let codec = settings::codec(settings)?;
     let concurrency = settings::concurrency(settings, &WALG_UPLOAD_CONCURRENCY)?;
     let pg = settings::pg_config(settings)?;
     let info = ops_common::cli::runtime().block_on(backup(
@@ -81,7 +83,7 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8> {
         &pg,
         store,
         &pgdata,
-        compression,
+        codec.clone(),
         concurrency,
     ))?;
     let mut metrics = Metrics::new("wal-archive", "backup");
@@ -199,7 +201,7 @@ async fn backup(
     pg: &tokio_postgres::Config,
     store: Arc<dyn ObjectStore>,
     pgdata: &Path,
-    compression: Compression,
+    codec: Codec,
     concurrency: usize,
 ) -> Result<BackupInfo> {
     let (client, connection) = pg
@@ -212,9 +214,45 @@ async fn backup(
         system_identifier: facts.system_identifier.clone(),
         pg_version: 15,
         wal_segment_size: facts.wal_segment_size,
+        encryption: codec.fingerprint(),
     };
     ensure_archive_identity(&*store, &identity).await?;
     let name = unused_name(&*store).await?;
+    let lock = Lock::take(
+        &*store,
+        &format!("locks/backup-{name}.json"),
+        "backup",
+        "locks/delete",
+    )
+    .await?;
+    let result = backup_locked(
+        ctx,
+        client,
+        store.clone(),
+        pgdata,
+        codec.clone(),
+        concurrency,
+        facts,
+        name,
+    )
+    .await;
+    lock.release(&*store).await;
+    drop(connection);
+    result
+}
+
+/// The backup proper, once the archive is locked against a concurrent delete.
+#[allow(clippy::too_many_arguments)] // One call site, all of them the backup's own inputs.
+async fn backup_locked(
+    ctx: &Context,
+    client: tokio_postgres::Client,
+    store: Arc<dyn ObjectStore>,
+    pgdata: &Path,
+    codec: Codec,
+    concurrency: usize,
+    facts: ServerFacts,
+    name: String,
+) -> Result<BackupInfo> {
     let known = known_chunks(&*store).await?;
 
     let start_time = Utc::now();
@@ -234,7 +272,7 @@ async fn backup(
         pgdata,
         &tree.files,
         store.clone(),
-        compression,
+        codec.clone(),
         concurrency,
         known,
         &progress,
@@ -260,7 +298,6 @@ async fn backup(
         tablespace_map: stop.get(2),
     };
     drop(client);
-    let _ = connection.await;
     let manifest = Manifest {
         name: name.clone(),
         chunk_size: CHUNK_SIZE,
@@ -275,7 +312,7 @@ async fn backup(
     };
     record(
         &*store,
-        compression,
+        codec.clone(),
         &facts,
         started,
         stopped,
@@ -305,7 +342,7 @@ struct Stopped {
 #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the same eight values.
 async fn record(
     store: &dyn ObjectStore,
-    compression: Compression,
+    codec: Codec,
     facts: &ServerFacts,
     started: Started,
     stopped: Stopped,
@@ -314,9 +351,8 @@ async fn record(
     new_chunks: u64,
 ) -> Result<BackupInfo> {
     let name = &started.name;
-    let put_sealed = |object: &'static str, data: Vec<u8>| async move {
-        let digest = Sha256Digest::of(&data);
-        let sealed = archive::seal_with_digest(&data, digest, compression);
+    let put_sealed = |object: &'static str, data: Vec<u8>, codec: Codec| async move {
+        let (digest, sealed) = codec.seal(&data);
         store
             .put(&archive::backup_key(name, object), PutBody::from(sealed))
             .await?;
@@ -331,16 +367,34 @@ async fn record(
         facts.wal_segment_size,
     )
     .file_name(facts.wal_segment_size);
-    let backup_label_sha256 = put_sealed("backup_label", stopped.label.into_bytes()).await?;
-    let tablespace_map_sha256 = match stopped.tablespace_map.filter(|m| !m.is_empty()) {
-        Some(map) => Some(put_sealed("tablespace_map", map.into_bytes()).await?),
+    let backup_label_id =
+        put_sealed("backup_label", stopped.label.into_bytes(), codec.clone()).await?;
+    let tablespace_map_id = match stopped.tablespace_map.filter(|m| !m.is_empty()) {
+        Some(map) => Some(put_sealed("tablespace_map", map.into_bytes(), codec.clone()).await?),
         None => None,
     };
-    let manifest_sha256 = put_sealed(
+    let manifest_id = put_sealed(
         "manifest",
         serde_json::to_vec(manifest).expect("manifest serializes"),
+        codec.clone(),
     )
     .await?;
+    // The chunk index stays plain (identities reveal nothing), for retention without keys.
+    let chunk_ids: std::collections::BTreeSet<Sha256Digest> = manifest
+        .files
+        .iter()
+        .flat_map(|f| f.chunks.iter().copied())
+        .collect();
+    let index = archive::seal(
+        &serde_json::to_vec(&chunk_ids).expect("index serializes"),
+        archive::Compression::Zstd,
+    );
+    store
+        .put(
+            &archive::backup_key(name, crate::manifest::CHUNK_INDEX),
+            PutBody::from(index),
+        )
+        .await?;
     let info = BackupInfo {
         name: name.clone(),
         system_identifier: facts.system_identifier.clone(),
@@ -357,9 +411,9 @@ async fn record(
         stored_bytes,
         chunks: manifest.files.iter().map(|f| f.chunks.len() as u64).sum(),
         new_chunks,
-        manifest_sha256,
-        backup_label_sha256,
-        tablespace_map_sha256,
+        manifest_id,
+        backup_label_id,
+        tablespace_map_id,
     };
     let marker = serde_json::to_vec_pretty(&info).expect("marker serializes");
     store
@@ -518,7 +572,7 @@ async fn copy_files(
     pgdata: &Path,
     files: &[(String, u64, u32)],
     store: Arc<dyn ObjectStore>,
-    compression: Compression,
+    codec: Codec,
     concurrency: usize,
     known: HashSet<Sha256Digest>,
     progress: &indicatif::ProgressBar,
@@ -531,11 +585,12 @@ async fn copy_files(
 
     let mut uploaders = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (rx, store, stored_bytes, new_chunks) = (
+        let (rx, store, stored_bytes, new_chunks, codec) = (
             rx.clone(),
             store.clone(),
             stored_bytes.clone(),
             new_chunks.clone(),
+            codec.clone(),
         );
         uploaders.spawn(async move {
             loop {
@@ -543,11 +598,11 @@ async fn copy_files(
                 let Some((digest, chunk)) = next else {
                     return Ok::<_, Error>(());
                 };
-                let sealed = tokio::task::spawn_blocking(move || {
-                    archive::seal_with_digest(&chunk, digest, compression)
-                })
-                .await
-                .expect("compression does not panic");
+                let codec = codec.clone();
+                let sealed =
+                    tokio::task::spawn_blocking(move || codec.seal_with_id(&chunk, digest))
+                        .await
+                        .expect("compression does not panic");
                 stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 if let Err(e) = store
                     .put(&archive::chunk_key(&digest), PutBody::from(sealed))
@@ -574,12 +629,13 @@ async fn copy_files(
             .collect::<Vec<_>>(),
     ));
     for _ in 0..concurrency {
-        let (queue, known, tx, root, progress) = (
+        let (queue, known, tx, root, progress, codec) = (
             queue.clone(),
             known.clone(),
             tx.clone(),
             pgdata.to_path_buf(),
             progress.clone(),
+            codec.clone(),
         );
         readers.spawn_blocking(move || {
             let mut done = Vec::new();
@@ -587,7 +643,8 @@ async fn copy_files(
                 let Some((index, (path, _, mode))) = queue.lock().expect("queue lock").pop() else {
                     return Ok(done);
                 };
-                if let Some(entry) = read_file(&root, &path, mode, &known, &tx, &progress)? {
+                if let Some(entry) = read_file(&root, &path, mode, &codec, &known, &tx, &progress)?
+                {
                     done.push((index, entry));
                 }
             }
@@ -628,6 +685,7 @@ fn read_file(
     root: &Path,
     path: &str,
     mode: u32,
+    codec: &Codec,
     known: &Mutex<HashSet<Sha256Digest>>,
     tx: &mpsc::Sender<(Sha256Digest, Bytes)>,
     progress: &indicatif::ProgressBar,
@@ -653,7 +711,7 @@ fn read_file(
         whole.update(&chunk);
         size += chunk.len() as u64;
         progress.inc(chunk.len() as u64);
-        let digest = Sha256Digest::of(&chunk);
+        let digest = codec.id(&chunk);
         chunks.push(digest);
         let is_new = known.lock().expect("known lock").insert(digest);
         if is_new && tx.blocking_send((digest, Bytes::from(chunk))).is_err() {

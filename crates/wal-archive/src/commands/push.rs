@@ -6,16 +6,18 @@
 //! otherwise: an archive never overwrites what it holds. A segment from another cluster is refused
 //! before anything is stored.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ops_common::cli::Context;
 use ops_common::exit;
+use ops_common::metrics::Metrics;
 use ops_common::storage::{ByteRange, ObjectStore, PutBody, Sha256Digest, read_to_end};
 
-use crate::archive::{self, ArchiveInfo, Compression};
+use crate::archive::{self, ArchiveInfo};
+use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::settings;
+use crate::settings::{self, WALG_UPLOAD_CONCURRENCY};
 use crate::walfile::{self, SegmentName, WalFileKind};
 
 /// Runs `push`.
@@ -39,11 +41,54 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
     if matches!(kind, WalFileKind::Segment | WalFileKind::Partial) {
         identity.wal_segment_size = check_segment(name, &data, &identity)?;
     }
-    let compression = settings::compression(&ctx.settings)?;
+    let state = UploadState::new(&pgdata);
+    if kind == WalFileKind::Segment && state.take_marker(name, &data) {
+        tracing::info!(
+            file = name,
+            elapsed_ms = started.elapsed().as_millis(),
+            "{name} was archived by an earlier parallel push"
+        );
+        write_metrics(ctx, &pgdata);
+        return Ok(exit::SUCCESS);
+    }
+    let codec = settings::codec(&ctx.settings)?;
+    identity.encryption = codec.fingerprint();
     let timeout = settings::command_timeout(&ctx.settings)?;
     let store = settings::open_store(&ctx.settings)?;
-    let outcome = ops_common::cli::runtime_current_thread().block_on(async {
-        tokio::time::timeout(timeout, push(&*store, name, &data, compression, &identity)).await
+    let parallel = settings::concurrency(&ctx.settings, &WALG_UPLOAD_CONCURRENCY)?;
+    let others = if kind == WalFileKind::Segment {
+        state.ready_segments(name, parallel - 1)
+    } else {
+        Vec::new()
+    };
+    // Several segments compress in parallel on a multi-threaded runtime; one alone starts faster
+    // on a single thread.
+    let runtime = if others.is_empty() {
+        ops_common::cli::runtime_current_thread()
+    } else {
+        ops_common::cli::runtime()
+    };
+    let outcome = runtime.block_on(async {
+        tokio::time::timeout(timeout, async {
+            let mut extra = tokio::task::JoinSet::new();
+            for other in others {
+                let (store, identity, state, codec) = (store.clone(), identity.clone(), state.clone(), codec.clone());
+                extra.spawn(async move {
+                    let result = push_ready(&*store, &state, &other, &codec, &identity).await;
+                    (other, result)
+                });
+            }
+            let main = push(&*store, name, &data, &codec, &identity).await;
+            while let Some(done) = extra.join_next().await {
+                match done {
+                    Ok((other, Ok(()))) => tracing::debug!(file = %other, "archived ahead of PostgreSQL's request"),
+                    Ok((other, Err(e))) => tracing::warn!(file = %other, "archiving ahead failed (PostgreSQL will ask again): {}", ops_common::one_line(&e)),
+                    Err(e) => tracing::warn!("archiving ahead failed: {e}"),
+                }
+            }
+            main
+        })
+        .await
     });
     let outcome = outcome.map_err(|_| Error::Timeout(timeout))??;
     let verb = match outcome {
@@ -55,7 +100,130 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
         elapsed_ms = started.elapsed().as_millis(),
         "{name} {verb}"
     );
+    write_metrics(ctx, &pgdata);
     Ok(exit::SUCCESS)
+}
+
+/// Push metrics: when the last push succeeded and how many segments wait to be archived.
+fn write_metrics(ctx: &Context, pgdata: &Path) {
+    if ctx
+        .settings
+        .get(&ops_common::vars::OPS_METRICS_DIR)
+        .is_none()
+    {
+        return;
+    }
+    let waiting = std::fs::read_dir(pgdata.join("pg_wal/archive_status")).map_or(0, |entries| {
+        entries
+            .filter_map(std::result::Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+            .count()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut metrics = Metrics::new("wal-archive", "push");
+    metrics
+        .gauge(
+            "push_last_success_timestamp_seconds",
+            "When a WAL file was last archived (Unix time).",
+            &[],
+            now.as_secs_f64(),
+        )
+        .gauge(
+            "push_ready_segments",
+            "WAL files PostgreSQL has marked ready and not yet archived.",
+            &[],
+            waiting as f64,
+        );
+    ctx.write_metrics(&metrics);
+}
+
+/// Archives a segment PostgreSQL has marked `.ready` but not asked for yet, and remembers it so
+/// that PostgreSQL's own request for it returns at once.
+async fn push_ready(
+    store: &dyn ObjectStore,
+    state: &UploadState,
+    name: &str,
+    codec: &Codec,
+    identity: &ArchiveInfo,
+) -> Result<()> {
+    let path = state.pg_wal.join(name);
+    let data = tokio::fs::read(&path)
+        .await
+        .map_err(|e| Error::io(&path, e))?;
+    check_segment(name, &data, identity)?;
+    push(store, name, &data, codec, identity).await?;
+    state.write_marker(name, &Sha256Digest::of(&data))
+}
+
+/// Segments archived ahead of PostgreSQL's request, remembered in `pg_wal/wal-archive.d/uploaded/`
+/// (a directory PostgreSQL ignores) with the SHA-256 of what was stored. A marker is written only
+/// once the segment is durable in the archive, and used only if the file still has that content.
+#[derive(Debug, Clone)]
+struct UploadState {
+    pg_wal: PathBuf,
+    markers: PathBuf,
+}
+
+impl UploadState {
+    fn new(pgdata: &Path) -> Self {
+        let pg_wal = pgdata.join("pg_wal");
+        let markers = pg_wal.join("wal-archive.d/uploaded");
+        Self { pg_wal, markers }
+    }
+
+    /// Consumes the marker of `name`: true if it says the archive holds exactly `data`.
+    fn take_marker(&self, name: &str, data: &[u8]) -> bool {
+        let marker = self.markers.join(name);
+        let Ok(recorded) = std::fs::read_to_string(&marker) else {
+            return false;
+        };
+        let _ = std::fs::remove_file(&marker);
+        recorded.trim() == Sha256Digest::of(data).to_hex()
+    }
+
+    fn write_marker(&self, name: &str, digest: &Sha256Digest) -> Result<()> {
+        ops_common::fsutil::create_dir_all_durable(&self.markers)?;
+        ops_common::fsutil::write_atomic(
+            &self.markers.join(name),
+            digest.to_hex().as_bytes(),
+            0o600,
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` segments marked ready, oldest first, other than `requested` and those
+    /// already archived ahead. Also forgets markers whose segment is gone.
+    fn ready_segments(&self, requested: &str, limit: usize) -> Vec<String> {
+        if let Ok(entries) = std::fs::read_dir(&self.markers) {
+            for entry in entries.filter_map(std::result::Result::ok) {
+                if !self.pg_wal.join(entry.file_name()).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.pg_wal.join("archive_status")) else {
+            return Vec::new();
+        };
+        let mut ready: Vec<String> = entries
+            .filter_map(std::result::Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".ready")
+                    .map(str::to_owned)
+            })
+            .filter(|name| {
+                name != requested
+                    && walfile::classify(name) == Some(WalFileKind::Segment)
+                    && !self.markers.join(name).exists()
+            })
+            .collect();
+        ready.sort();
+        ready.truncate(limit);
+        ready
+    }
 }
 
 /// What a push did.
@@ -71,27 +239,22 @@ async fn push(
     store: &dyn ObjectStore,
     name: &str,
     data: &[u8],
-    compression: Compression,
+    codec: &Codec,
     identity: &ArchiveInfo,
 ) -> Result<Pushed> {
     ensure_archive_identity(store, identity).await?;
     let key = archive::wal_key(name);
-    let digest = Sha256Digest::of(data);
-    match stored_header(store, &key).await? {
-        Some(header) if header.sha256 == digest && header.size == data.len() as u64 => {
+    let id = codec.id(data);
+    if let Some(header) = stored_header(store, &key).await? {
+        let (stored_id, stored_size) = Codec::stored_id(&header);
+        if stored_id == id && stored_size.is_none_or(|size| size == data.len() as u64) {
             return Ok(Pushed::AlreadyThere);
         }
-        Some(header) => {
-            return Err(Error::Conflict(format!(
-                "{name} is already archived with different content ({} bytes, sha256 {}; this file: {} bytes, sha256 {digest}); refusing to overwrite",
-                header.size,
-                header.sha256,
-                data.len()
-            )));
-        }
-        None => {}
+        return Err(Error::Conflict(format!(
+            "{name} is already archived with different content (identity {stored_id}; this file: {id}); refusing to overwrite"
+        )));
     }
-    let sealed = archive::seal_with_digest(data, digest, compression);
+    let sealed = codec.seal_with_id(data, id);
     let stored = sealed.len() as u64;
     store.put(&key, PutBody::from(sealed)).await?;
     Ok(Pushed::Stored(stored))
@@ -132,6 +295,7 @@ pub fn cluster_identity(pgdata: &Path) -> Result<ArchiveInfo> {
         system_identifier: system_identifier.to_string(),
         pg_version,
         wal_segment_size: 16 << 20,
+        encryption: None,
     })
 }
 
@@ -168,6 +332,13 @@ fn check_segment(name: &str, data: &[u8], identity: &ArchiveInfo) -> Result<u64>
     Ok(segment_size)
 }
 
+fn describe_encryption(fingerprint: Option<&str>) -> String {
+    fingerprint.map_or_else(
+        || "not encrypted".to_owned(),
+        |f| format!("encrypted ({f})"),
+    )
+}
+
 /// Checks that the archive belongs to this cluster, recording the cluster if the archive is new.
 ///
 /// # Errors
@@ -184,6 +355,14 @@ pub async fn ensure_archive_identity(
             let recorded: ArchiveInfo = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::Integrity(format!("{}: {e}", store.describe(archive::ARCHIVE_KEY)))
             })?;
+            if recorded.encryption != identity.encryption {
+                return Err(Error::Conflict(format!(
+                    "the archive at {} is {}, but the settings say {}: one archive cannot mix them",
+                    store.url(),
+                    describe_encryption(recorded.encryption.as_deref()),
+                    describe_encryption(identity.encryption.as_deref())
+                )));
+            }
             if recorded.system_identifier != identity.system_identifier {
                 return Err(Error::Conflict(format!(
                     "the archive at {} belongs to the cluster with system identifier {}, not this one ({}); give this cluster its own WALG_S3_PREFIX/WALG_FILE_PREFIX",

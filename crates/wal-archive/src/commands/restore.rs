@@ -20,6 +20,7 @@ use ops_common::fsutil;
 use ops_common::storage::{ObjectStore, Sha256Digest};
 
 use crate::archive;
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::manifest::{self, BackupInfo, Manifest};
 use crate::settings::{self, WAL_ARCHIVE_PG_BINDIR, WALG_DOWNLOAD_CONCURRENCY};
@@ -38,6 +39,9 @@ pub struct RestoreOptions {
     /// Turn archiving off in the restored server (checks and drills must not push a new timeline
     /// into the archive they restore from).
     pub no_archive: bool,
+    /// Other server settings for the restored server, `name` and the value as written in
+    /// `postgresql.conf` (quoted where needed).
+    pub server_settings: Vec<(String, String)>,
     /// The arguments that locate the settings (`--envdir`, `--config`), repeated in
     /// `restore_command` so the restored server's fetches read the same archive.
     pub settings_args: Vec<String>,
@@ -165,7 +169,9 @@ pub fn run(ctx: &Context, options: &RestoreOptions) -> Result<u8> {
     );
     if options.start {
         let bindir = pg_bindir(ctx, info.pg_version);
-        let reached = runtime.block_on(start_and_wait(ctx, &bindir, &pgdata, options.port))?;
+        let mut connect = settings::pg_config_on_port(&ctx.settings, options.port)?;
+        connect.connect_timeout(Duration::from_secs(5));
+        let reached = runtime.block_on(start_and_wait(&bindir, &pgdata, &connect))?;
         let _ = writeln!(
             report,
             "recovered up to {} (last replayed transaction); the server is promoted, on timeline {} at {}",
@@ -207,18 +213,21 @@ pub async fn restore_data(
         );
     }
     tracing::info!(backup = %info.name, "restoring");
-    let manifest = manifest::read_manifest(&*store, &info).await?;
-    restore_files(ctx, store.clone(), pgdata, &manifest, concurrency).await?;
+    let codec = settings::codec(&ctx.settings)?;
+    let manifest = manifest::read_manifest(&*store, &codec, &info).await?;
+    restore_files(ctx, store.clone(), &codec, pgdata, &manifest, concurrency).await?;
     let label = manifest::read_backup_file(
         &*store,
+        &codec,
         &info.name,
         "backup_label",
-        &info.backup_label_sha256,
+        &info.backup_label_id,
     )
     .await?;
     fsutil::write_atomic(&pgdata.join("backup_label"), &label, 0o600)?;
-    if let Some(sha) = &info.tablespace_map_sha256 {
-        let map = manifest::read_backup_file(&*store, &info.name, "tablespace_map", sha).await?;
+    if let Some(id) = &info.tablespace_map_id {
+        let map =
+            manifest::read_backup_file(&*store, &codec, &info.name, "tablespace_map", id).await?;
         fsutil::write_atomic(&pgdata.join("tablespace_map"), &map, 0o600)?;
     }
     write_recovery_settings(pgdata, options)?;
@@ -269,6 +278,7 @@ fn prepare_directory(pgdata: &Path, force: bool) -> Result<()> {
 async fn restore_files(
     ctx: &Context,
     store: Arc<dyn ObjectStore>,
+    codec: &Codec,
     pgdata: &Path,
     manifest: &Manifest,
     concurrency: usize,
@@ -311,11 +321,12 @@ async fn restore_files(
     ));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (queue, store, files, progress) = (
+        let (queue, store, files, progress, codec) = (
             queue.clone(),
             store.clone(),
             files.clone(),
             progress.clone(),
+            codec.clone(),
         );
         workers.spawn(async move {
             loop {
@@ -324,12 +335,13 @@ async fn restore_files(
                 };
                 let key = archive::chunk_key(&digest);
                 let sealed = store.get_bytes(&key).await?;
-                let files = files.clone();
+                let (files, codec) = (files.clone(), codec.clone());
                 let describe = store.describe(&key);
                 let written = tokio::task::spawn_blocking(move || -> Result<u64> {
-                    let data = archive::open(&sealed)
+                    let data = codec
+                        .open(&sealed)
                         .map_err(|e| Error::Integrity(format!("{describe}: {e}")))?;
-                    if Sha256Digest::of(&data) != digest {
+                    if codec.id(&data) != digest {
                         return Err(Error::Integrity(format!(
                             "{describe}: holds another chunk than its name says"
                         )));
@@ -426,6 +438,12 @@ fn write_recovery_settings(pgdata: &Path, options: &RestoreOptions) -> Result<()
     if options.no_archive {
         overridden.push("archive_mode");
     }
+    overridden.extend(
+        options
+            .server_settings
+            .iter()
+            .map(|(name, _)| name.as_str()),
+    );
     let mut text = String::new();
     for line in existing.lines() {
         let name = line.split('=').next().unwrap_or_default().trim();
@@ -458,6 +476,9 @@ fn write_recovery_settings(pgdata: &Path, options: &RestoreOptions) -> Result<()
     if options.no_archive {
         text.push_str("archive_mode = 'off'\n");
     }
+    for (name, value) in &options.server_settings {
+        let _ = writeln!(text, "{name} = {value}");
+    }
     fsutil::write_atomic(&path, text.as_bytes(), 0o600)?;
     Ok(())
 }
@@ -481,7 +502,7 @@ fn pg_quote(value: &str) -> String {
 }
 
 /// Where `pg_ctl` is.
-fn pg_bindir(ctx: &Context, version: u32) -> PathBuf {
+pub fn pg_bindir(ctx: &Context, version: u32) -> PathBuf {
     if let Some(dir) = ctx.settings.get(&WAL_ARCHIVE_PG_BINDIR) {
         return PathBuf::from(dir);
     }
@@ -498,10 +519,9 @@ fn pg_bindir(ctx: &Context, version: u32) -> PathBuf {
 /// # Errors
 /// When the server does not start, or stops during recovery (the message quotes its log).
 pub async fn start_and_wait(
-    ctx: &Context,
     bindir: &Path,
     pgdata: &Path,
-    port: Option<u16>,
+    connect: &tokio_postgres::Config,
 ) -> Result<Reached> {
     let pg_ctl = bindir.join("pg_ctl");
     let log = pgdata.join("wal-archive-restore.log");
@@ -522,13 +542,11 @@ pub async fn start_and_wait(
             log_tail(&log)
         )));
     }
-    let mut pg = settings::pg_config_on_port(&ctx.settings, port)?;
-    pg.connect_timeout(Duration::from_secs(5));
     let waiting = Instant::now();
     let mut last_note = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Some(reached) = promoted(&pg).await {
+        if let Some(reached) = promoted(connect).await {
             return Ok(reached);
         }
         let running = tokio::process::Command::new(&pg_ctl)
