@@ -37,7 +37,7 @@ use crate::settings::Settings;
 use crate::vars;
 
 /// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Sha256Digest(pub [u8; 32]);
 
 impl Sha256Digest {
