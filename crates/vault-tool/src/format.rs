@@ -129,26 +129,32 @@ impl Envelope {
 
     /// The vault as text: header, 80-column hex lines, and a final newline, exactly as ansible
     /// writes it.
+    ///
+    /// # Panics
+    /// Never: the text is the header, a label that is a `str`, and hex digits.
     pub fn to_text(&self) -> String {
-        let mut inner = hex::encode(&self.salt);
-        inner.push('\n');
-        inner.push_str(&hex::encode(self.hmac));
-        inner.push('\n');
-        inner.push_str(&hex::encode(&self.ciphertext));
-        let outer = hex::encode(inner.as_bytes());
+        let mut inner =
+            Vec::with_capacity(2 * (self.salt.len() + HMAC_LEN + self.ciphertext.len()) + 2);
+        push_hex(&mut inner, &self.salt);
+        inner.push(b'\n');
+        push_hex(&mut inner, &self.hmac);
+        inner.push(b'\n');
+        push_hex(&mut inner, &self.ciphertext);
+        let mut outer = Vec::with_capacity(2 * inner.len());
+        push_hex(&mut outer, &inner);
 
-        let mut text = format!("{MAGIC};{};{CIPHER_NAME}", self.version.as_str());
+        let mut text = format!("{MAGIC};{};{CIPHER_NAME}", self.version.as_str()).into_bytes();
         if let Some(label) = &self.label {
-            text.push(';');
-            text.push_str(label);
+            text.push(b';');
+            text.extend_from_slice(label.as_bytes());
         }
-        text.push('\n');
-        for line in outer.as_bytes().chunks(LINE_WIDTH) {
-            // Hex digits are ASCII, so every chunk is valid UTF-8.
-            text.push_str(std::str::from_utf8(line).unwrap_or_default());
-            text.push('\n');
+        text.reserve(outer.len() + outer.len() / LINE_WIDTH + 2);
+        text.push(b'\n');
+        for line in outer.chunks(LINE_WIDTH) {
+            text.extend_from_slice(line);
+            text.push(b'\n');
         }
-        text
+        String::from_utf8(text).expect("a header, a UTF-8 label and hex digits are UTF-8")
     }
 }
 
@@ -406,26 +412,53 @@ struct Body<'a> {
 impl Body<'_> {
     /// Decodes the outer hex layer.
     fn decode(&self) -> Result<Vec<u8>, FormatError> {
-        let mut out = Vec::new();
+        let digits: usize = self.lines.iter().map(|l| l.len()).sum();
+        let mut out = Vec::with_capacity(digits / 2);
+        // A digit left over from a line of odd length pairs with the next line's first.
         let mut pending: Option<u8> = None;
         let mut last = (2, 1);
         for (n, line) in self.lines.iter().enumerate() {
-            for (col, &byte) in line.iter().enumerate() {
-                let Some(value) = hex_value(byte) else {
-                    return Err(FormatError::at(
-                        n + 2,
-                        col + 1,
-                        format!("{} is not a hex digit", show_byte(byte)),
-                    ));
-                };
-                last = (n + 2, col + 1);
-                pending = match pending {
-                    None => Some(value),
-                    Some(high) => {
-                        out.push(high << 4 | value);
-                        None
-                    }
-                };
+            let invalid = |col: usize| {
+                FormatError::at(
+                    n + 2,
+                    col + 1,
+                    format!("{} is not a hex digit", show_byte(line[col])),
+                )
+            };
+            let mut rest: &[u8] = line;
+            let mut offset = 0;
+            if let (Some(high), Some(&first)) = (pending, line.first()) {
+                let low = HEX_VALUE[usize::from(first)];
+                if low > 15 {
+                    return Err(invalid(0));
+                }
+                out.push(high << 4 | low);
+                pending = None;
+                rest = &line[1..];
+                offset = 1;
+            }
+            let pairs = rest.chunks_exact(2);
+            let tail = pairs.remainder();
+            for (i, pair) in pairs.enumerate() {
+                let (high, low) = (
+                    HEX_VALUE[usize::from(pair[0])],
+                    HEX_VALUE[usize::from(pair[1])],
+                );
+                if (high | low) > 15 {
+                    let col = offset + 2 * i + usize::from(high <= 15);
+                    return Err(invalid(col));
+                }
+                out.push(high << 4 | low);
+            }
+            if let Some(&odd) = tail.first() {
+                let value = HEX_VALUE[usize::from(odd)];
+                if value > 15 {
+                    return Err(invalid(line.len() - 1));
+                }
+                pending = Some(value);
+            }
+            if !line.is_empty() {
+                last = (n + 2, line.len());
             }
         }
         if pending.is_some() {
@@ -443,27 +476,40 @@ impl Body<'_> {
 
     /// Decodes one part of the inner layer; `start` is its offset in the decoded outer layer.
     fn decode_part(&self, name: &str, hex: &[u8], start: usize) -> Result<Vec<u8>> {
-        if let Some(i) = hex.iter().position(|&b| hex_value(b).is_none()) {
+        let invalid = |i: usize| {
             let (line, column) = self.locate(start + i);
-            return Err(Error::malformed(FormatError::at(
+            Error::malformed(FormatError::at(
                 line,
                 column,
                 format!(
                     "the {name}: {} (decoded from the hex digits here) is not a hex digit",
                     show_byte(hex[i])
                 ),
-            )));
+            ))
+        };
+        let pairs = hex.chunks_exact(2);
+        let odd = pairs.remainder().first().copied();
+        let mut out = Vec::with_capacity(hex.len() / 2);
+        for (i, pair) in pairs.enumerate() {
+            let (high, low) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
+            if (high | low) > 15 {
+                return Err(invalid(2 * i + usize::from(high <= 15)));
+            }
+            out.push(high << 4 | low);
         }
-        if !hex.len().is_multiple_of(2) {
+        if let Some(odd) = odd {
+            if HEX_VALUE[usize::from(odd)] > 15 {
+                return Err(invalid(hex.len() - 1));
+            }
             return Err(Error::malformed(FormatError::new(format!(
                 "the {name} has an odd number of hex digits ({}); the file is truncated or damaged",
                 hex.len()
             ))));
         }
-        Ok(hex
-            .chunks(2)
-            .filter_map(|p| Some(hex_value(p[0])? << 4 | hex_value(p[1])?))
-            .collect())
+        Ok(out)
     }
 
     /// The line and column of the first of the two hex digits that encode decoded byte `index`.
@@ -479,12 +525,30 @@ impl Body<'_> {
     }
 }
 
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
+/// The value of each byte as a hex digit (either case), or 0xff for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i: u8 = 0;
+    while i < 10 {
+        table[(b'0' + i) as usize] = i;
+        i += 1;
+    }
+    let mut i: u8 = 0;
+    while i < 6 {
+        table[(b'a' + i) as usize] = 10 + i;
+        table[(b'A' + i) as usize] = 10 + i;
+        i += 1;
+    }
+    table
+};
+
+/// Appends the lower-case hex digits of `data`, as Python's `hexlify` writes them.
+fn push_hex(out: &mut Vec<u8>, data: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(2 * data.len());
+    for &byte in data {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0x0f)]);
     }
 }
 
@@ -644,6 +708,21 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_written_lower_case_and_read_in_either_case() {
+        let mut out = Vec::new();
+        push_hex(&mut out, &[0x00, 0xff, 0x10, 0xab]);
+        assert_eq!(out, b"00ff10ab");
+        for (digit, value) in [(b'0', 0), (b'9', 9), (b'a', 10), (b'F', 15)] {
+            assert_eq!(HEX_VALUE[usize::from(digit)], value);
+        }
+        assert!(
+            [b'g', b' ', b'\n', 0xff]
+                .iter()
+                .all(|&b| HEX_VALUE[usize::from(b)] > 15)
+        );
+    }
+
+    #[test]
     fn the_same_salt_gives_the_same_vault_and_a_new_salt_a_new_one() {
         let salt = [7u8; SALT_LEN];
         let a = encrypt_with_salt(b"x", b"pw", None, &salt).unwrap();
@@ -679,7 +758,22 @@ mod tests {
                 .to_uppercase()
         );
         let no_final_newline = vault.trim_end();
-        for variant in [crlf.as_str(), upper.as_str(), no_final_newline] {
+        // Lines of odd length: hex digit pairs span line breaks.
+        let body: String = vault.lines().skip(1).collect();
+        let odd_lines = format!(
+            "$ANSIBLE_VAULT;1.1;AES256\n{}\n",
+            body.as_bytes()
+                .chunks(79)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        for variant in [
+            crlf.as_str(),
+            upper.as_str(),
+            no_final_newline,
+            odd_lines.as_str(),
+        ] {
             assert_eq!(
                 *decrypt(variant.as_bytes(), PASSWORD).unwrap(),
                 fixture("v1-plaintext.yml")
@@ -743,7 +837,14 @@ mod tests {
 
     #[test]
     fn malformed_inner_layers_are_reported() {
-        let wrap = |inner: &str| format!("$ANSIBLE_VAULT;1.1;AES256\n{}\n", hex::encode(inner));
+        let wrap = |inner: &str| {
+            let mut hex = Vec::new();
+            push_hex(&mut hex, inner.as_bytes());
+            format!(
+                "$ANSIBLE_VAULT;1.1;AES256\n{}\n",
+                String::from_utf8(hex).unwrap()
+            )
+        };
         let hmac = "00".repeat(32);
         let ct = "00".repeat(16);
         assert!(
