@@ -153,9 +153,12 @@ impl Codec {
         })
     }
 
-    /// Whether objects are encrypted.
-    pub fn encrypted(&self) -> bool {
-        self.age.is_some()
+    /// Whether encrypted objects can be opened with these settings (a passphrase or private keys;
+    /// public keys alone can only write).
+    pub fn can_decrypt(&self) -> bool {
+        self.age
+            .as_ref()
+            .is_none_or(|keys| keys.passphrase.is_some() || !keys.identities.is_empty())
     }
 
     /// What `archive.json` records about encryption: `age:` and a fingerprint of the identity key.

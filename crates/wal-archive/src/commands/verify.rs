@@ -98,6 +98,12 @@ async fn verify(
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let codec = settings::codec(&ctx.settings)?;
+    if !codec.can_decrypt() {
+        return Err(ctx.settings.invalid(
+            &settings::WAL_ARCHIVE_AGE_IDENTITY_FILE,
+            "not set: the archive is encrypted with age, and verify reads every object; give it the private key",
+        ).into());
+    }
     let all = manifest::list_backups(&*store).await?;
     let backups: Vec<BackupInfo> = match only {
         Some(name) => vec![
