@@ -1,0 +1,637 @@
+//! The SQL of a run, generated from the rules and the source's schema.
+//!
+//! Each copied table becomes one `COPY (SELECT …) TO STDOUT (FORMAT binary)` on the source, whose
+//! rows go unparsed into `COPY … FROM STDIN (FORMAT binary, FREEZE)` on the target. Masking and
+//! filtering are inside that SELECT, so a dropped column is never read (its TOAST data not even
+//! fetched) and a masked value never leaves the source server.
+//!
+//! Shape of the SELECT of table `t`:
+//!
+//! ```sql
+//! SELECT "t"."id", <masked columns>
+//! FROM "public"."t"
+//!   LEFT JOIN (<keys of the rows of p the rules copy>) AS "__r1" ON "__r1"."__k" = "t"."p_id"
+//!   LEFT JOIN (SELECT "__k", count(*) AS "__n" FROM (<copied rows of c>) "__s" GROUP BY "__k") AS "__c2"
+//!          ON "__c2"."__k" = "t"."id"
+//! WHERE (<filter of t>) AND ("t"."p_id" IS NULL OR "__r1"."__k" IS NOT NULL)
+//! ```
+//!
+//! "The rows of p the rules copy" is p's own filter and references, recursively, so a row is dropped
+//! whenever anything it refers to is dropped, however long the chain and whether or not there is a
+//! foreign key. References are joins rather than `IN (…)` so that PostgreSQL can hash them whatever
+//! their size (an `IN` under an `OR` becomes a subplan that is re-run for every row once it outgrows
+//! `work_mem`). Filters are written by people against the table's own name, which the generated SQL
+//! never aliases.
+
+use std::fmt::Write as _;
+
+use crate::pg::{ident, qualified};
+use crate::pseudonym;
+use crate::rules::{ColumnRule, CopyRule, Count, Rules, TableRule};
+use crate::schema::{Column, Schema, Table, TypeKind};
+
+/// How the leak scan reads a column of the copy as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanAs {
+    /// `column::text`.
+    Text,
+    /// `encode(column, 'escape')`.
+    Bytes,
+}
+
+/// One column of a table in the copy.
+#[derive(Debug, Clone)]
+pub struct TargetColumn {
+    /// Its name.
+    pub name: String,
+    /// Its type in the copy.
+    pub sql_type: String,
+    /// The rule that made it.
+    pub rule: ColumnRule,
+    /// Searched by the leak scan, and how.
+    pub scan: Option<ScanAs>,
+}
+
+/// One copied table.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    /// Its name (the same in the source and the copy).
+    pub name: String,
+    /// The SELECT run on the source.
+    pub select: String,
+    /// Its columns in the copy, in the source's order.
+    pub columns: Vec<TargetColumn>,
+    /// Primary key and index statements, with `{schema}` where the target schema goes.
+    indexes: Vec<String>,
+    /// The source table's size on disk.
+    pub bytes: i64,
+}
+
+impl TablePlan {
+    /// The statement run on the source.
+    pub fn copy_out(&self) -> String {
+        format!("COPY ({}) TO STDOUT (FORMAT binary)", self.select)
+    }
+
+    /// The statement that counts the rows a copy would take (`--dry-run`).
+    pub fn count(&self) -> String {
+        format!("SELECT count(*) FROM ({}) AS \"__q\"", self.select)
+    }
+
+    /// `CREATE TABLE` in the target schema. No constraints: the copy is for reading, and a NOT NULL
+    /// column that a rule empties must not fail the load.
+    pub fn create(&self, schema: &str) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
+            .collect();
+        format!(
+            "CREATE TABLE {} ({})",
+            qualified(schema, &self.name),
+            columns.join(", ")
+        )
+    }
+
+    /// The statement run on the target, in the transaction that created the table (so `FREEZE`
+    /// applies: rows are written frozen, and nothing has to set hint bits or vacuum them later).
+    pub fn copy_in(&self, schema: &str) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| ident(&c.name)).collect();
+        format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary, FREEZE)",
+            qualified(schema, &self.name),
+            columns.join(", ")
+        )
+    }
+
+    /// The primary key and index statements for the target schema.
+    pub fn indexes(&self, schema: &str) -> Vec<String> {
+        let table = qualified(schema, &self.name);
+        self.indexes
+            .iter()
+            .map(|s| s.replace("{table}", &table))
+            .collect()
+    }
+}
+
+/// Everything a run does, in SQL.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Copied tables, largest first (so the longest copy starts first).
+    pub tables: Vec<TablePlan>,
+    /// Skipped tables, by name.
+    pub skipped: Vec<String>,
+}
+
+impl Plan {
+    /// Generates the SQL. The rules must have passed [`Rules::check_against`] for `schema`.
+    pub fn new(rules: &Rules, schema: &Schema) -> Self {
+        let mut tables = Vec::new();
+        let mut skipped = Vec::new();
+        for (name, rule) in &rules.tables {
+            match rule {
+                TableRule::Skip { .. } => skipped.push(name.clone()),
+                TableRule::Copy(copy) => {
+                    let source = &schema.tables[name];
+                    let mut builder = Builder {
+                        rules,
+                        schema,
+                        aliases: 0,
+                    };
+                    tables.push(builder.table(source, copy));
+                }
+            }
+        }
+        tables.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        Self { tables, skipped }
+    }
+
+    /// The plan as SQL for people (`run --explain`): per table, the statements on each side.
+    pub fn explain(&self, source_schema: &str, loading: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "-- stats-anonymize: {} tables copied from schema {source_schema}, {} skipped.",
+            self.tables.len(),
+            self.skipped.len()
+        );
+        let _ = writeln!(
+            out,
+            "-- Source: one REPEATABLE READ, READ ONLY snapshot shared by every job (pg_export_snapshot).\n\
+             -- Hashes read the key from the session settings {} and {}, never from the query.\n",
+            pseudonym::IPAD_SETTING,
+            pseudonym::OPAD_SETTING
+        );
+        for t in &self.tables {
+            let _ = writeln!(out, "-- {}", t.name);
+            let _ = writeln!(out, "-- on the target:\n{};", t.create(loading));
+            let _ = writeln!(out, "{};", t.copy_in(loading));
+            let _ = writeln!(out, "-- on the source:\n{};", t.copy_out());
+            for index in t.indexes(loading) {
+                let _ = writeln!(out, "-- after the load, on the target:\n{index};");
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "-- skipped: {}", self.skipped.join(", "));
+        out
+    }
+}
+
+/// Generates SQL, numbering the aliases of one statement.
+struct Builder<'a> {
+    rules: &'a Rules,
+    schema: &'a Schema,
+    aliases: usize,
+}
+
+impl Builder<'_> {
+    fn alias(&mut self, prefix: &str) -> String {
+        self.aliases += 1;
+        format!("\"__{prefix}{}\"", self.aliases)
+    }
+
+    fn table(&mut self, source: &Table, copy: &CopyRule) -> TablePlan {
+        let me = ident(&source.name);
+        let (mut joins, conditions) = self.conditions(&source.name, copy);
+        let mut items = Vec::new();
+        let mut columns = Vec::new();
+        for column in &source.columns {
+            let rule = &copy.columns[&column.name];
+            let value = format!("{me}.{}", ident(&column.name));
+            let own_type = if column.builtin {
+                column.sql_type.clone()
+            } else {
+                "text".to_owned()
+            };
+            let (expr, sql_type) = match rule {
+                ColumnRule::Drop => continue,
+                ColumnRule::Keep if column.builtin => (value, own_type),
+                ColumnRule::Keep => (format!("{value}::text"), own_type),
+                ColumnRule::Null => (format!("NULL::{own_type}"), own_type),
+                ColumnRule::Hash => (pseudonym::sql(&value), "text".to_owned()),
+                ColumnRule::Bool => (
+                    format!("({value} IS NOT NULL AND ({value})::text <> '')"),
+                    "boolean".to_owned(),
+                ),
+                ColumnRule::Date(part) => (
+                    format!("date_trunc('{}', {value})::{own_type}", part.sql()),
+                    own_type,
+                ),
+                ColumnRule::Sql { expr, sql_type } => {
+                    let sql_type = sql_type.clone().unwrap_or(own_type);
+                    (format!("({expr})::{sql_type}"), sql_type)
+                }
+                ColumnRule::Count(count) => {
+                    let alias = self.alias("c");
+                    let rows = self.count_rows(count);
+                    joins.push(format!(
+                        "LEFT JOIN (SELECT \"__k\", count(*) AS \"__n\" FROM ({rows}) AS \"__s\" GROUP BY \"__k\") AS {alias} ON {alias}.\"__k\" = {me}.{}",
+                        ident(&count.key)
+                    ));
+                    (
+                        format!("coalesce({alias}.\"__n\", 0)::{own_type}"),
+                        own_type,
+                    )
+                }
+            };
+            items.push(format!("{expr} AS {}", ident(&column.name)));
+            columns.push(TargetColumn {
+                name: column.name.clone(),
+                scan: scan_as(rule, &sql_type),
+                sql_type,
+                rule: rule.clone(),
+            });
+        }
+        let mut select = format!(
+            "SELECT {} FROM {}",
+            items.join(", "),
+            qualified(&self.schema.name, &source.name)
+        );
+        for join in &joins {
+            let _ = write!(select, " {join}");
+        }
+        if !conditions.is_empty() {
+            let _ = write!(select, " WHERE {}", conditions.join(" AND "));
+        }
+        TablePlan {
+            name: source.name.clone(),
+            select,
+            indexes: indexes(source, copy),
+            columns,
+            bytes: source.bytes,
+        }
+    }
+
+    /// The joins and conditions that keep exactly the rows of `table` the rules copy: its filter,
+    /// and for each reference, that the row referred to is copied.
+    fn conditions(&mut self, table: &str, copy: &CopyRule) -> (Vec<String>, Vec<String>) {
+        let me = ident(table);
+        let mut joins = Vec::new();
+        let mut conditions = Vec::new();
+        if let Some(filter) = &copy.filter {
+            conditions.push(format!("({filter})"));
+        }
+        for r in &copy.references {
+            let alias = self.alias("r");
+            let keys = self.copied_keys(&r.table, &r.key);
+            joins.push(format!(
+                "LEFT JOIN ({keys}) AS {alias} ON {alias}.\"__k\" = {me}.{}",
+                ident(&r.column)
+            ));
+            let column = format!("{me}.{}", ident(&r.column));
+            let found = format!("{alias}.\"__k\" IS NOT NULL");
+            let not_null = self
+                .schema
+                .tables
+                .get(table)
+                .and_then(|t| t.column(&r.column))
+                .is_some_and(|c: &Column| c.not_null);
+            conditions.push(match (&r.when, not_null) {
+                (Some(when), _) => {
+                    format!("(NOT coalesce(({when}), true) OR {column} IS NULL OR {found})")
+                }
+                (None, true) => found,
+                (None, false) => format!("({column} IS NULL OR {found})"),
+            });
+        }
+        (joins, conditions)
+    }
+
+    /// `SELECT key AS "__k"` of the rows of `table` the rules copy (distinct unless the key is
+    /// unique, so the join cannot multiply rows).
+    fn copied_keys(&mut self, table: &str, key: &str) -> String {
+        let copy = self.rules.tables[table]
+            .as_copy()
+            .expect("references name copied tables (checked by Rules::validate)");
+        let me = ident(table);
+        let (joins, conditions) = self.conditions(table, copy);
+        let unique = self
+            .schema
+            .tables
+            .get(table)
+            .is_some_and(|t| t.is_unique(key));
+        let mut sql = format!(
+            "SELECT {}{me}.{} AS \"__k\" FROM {}",
+            if unique { "" } else { "DISTINCT " },
+            ident(key),
+            qualified(&self.schema.name, table)
+        );
+        for join in &joins {
+            let _ = write!(sql, " {join}");
+        }
+        if !conditions.is_empty() {
+            let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+        }
+        sql
+    }
+
+    /// `SELECT column AS "__k"` of the copied rows of the counted table, with the count's condition.
+    fn count_rows(&mut self, count: &Count) -> String {
+        let copy = self.rules.tables[&count.table]
+            .as_copy()
+            .expect("counts name copied tables (checked by Rules::validate)");
+        let me = ident(&count.table);
+        let (joins, mut conditions) = self.conditions(&count.table, copy);
+        if let Some(filter) = &count.filter {
+            conditions.push(format!("({filter})"));
+        }
+        let mut sql = format!(
+            "SELECT {me}.{} AS \"__k\" FROM {}",
+            ident(&count.column),
+            qualified(&self.schema.name, &count.table)
+        );
+        for join in &joins {
+            let _ = write!(sql, " {join}");
+        }
+        if !conditions.is_empty() {
+            let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
+        }
+        sql
+    }
+}
+
+fn scan_as(rule: &ColumnRule, sql_type: &str) -> Option<ScanAs> {
+    // Hashes are hex, booleans, dates and counts cannot hold a name: only what is copied as it is
+    // or computed by an expression is searched.
+    if !matches!(rule, ColumnRule::Keep | ColumnRule::Sql { .. }) {
+        return None;
+    }
+    match TypeKind::of(sql_type) {
+        TypeKind::Text | TypeKind::Array => Some(ScanAs::Text),
+        TypeKind::Bytes => Some(ScanAs::Bytes),
+        _ => None,
+    }
+}
+
+/// The source's indexes that still make sense in the copy: a primary key or unique index whose
+/// columns are all kept as they are (a subset of unique values is unique), and any other index
+/// whose columns are kept or generalised dates. Expression and partial indexes are not copied.
+fn indexes(source: &Table, copy: &CopyRule) -> Vec<String> {
+    let mut out = Vec::new();
+    for index in &source.indexes {
+        let rules: Vec<&ColumnRule> = index
+            .columns
+            .iter()
+            .filter_map(|c| copy.columns.get(c))
+            .collect();
+        if rules.len() != index.columns.len() {
+            continue;
+        }
+        let all_kept = rules.iter().all(|r| **r == ColumnRule::Keep);
+        let columns: Vec<String> = index.columns.iter().map(|c| ident(c)).collect();
+        let columns = columns.join(", ");
+        if index.primary {
+            if all_kept {
+                out.push(format!(
+                    "ALTER TABLE {{table}} ADD CONSTRAINT {} PRIMARY KEY ({columns})",
+                    ident(&index.name)
+                ));
+            }
+        } else if index.unique {
+            if all_kept {
+                out.push(format!(
+                    "CREATE UNIQUE INDEX {} ON {{table}} USING {} ({columns})",
+                    ident(&index.name),
+                    ident(&index.method)
+                ));
+            }
+        } else if rules
+            .iter()
+            .all(|r| matches!(r, ColumnRule::Keep | ColumnRule::Date(_)))
+        {
+            out.push(format!(
+                "CREATE INDEX {} ON {{table}} USING {} ({columns})",
+                ident(&index.name),
+                ident(&index.method)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Index;
+
+    fn column(name: &str, sql_type: &str, not_null: bool) -> Column {
+        Column {
+            name: name.to_owned(),
+            sql_type: sql_type.to_owned(),
+            builtin: true,
+            not_null,
+        }
+    }
+
+    fn schema() -> Schema {
+        let mut schema = Schema {
+            name: "public".to_owned(),
+            ..Schema::default()
+        };
+        let pk = |table: &str| Index {
+            name: format!("{table}_pkey"),
+            primary: true,
+            unique: true,
+            method: "btree".to_owned(),
+            columns: vec!["id".to_owned()],
+        };
+        schema.tables.insert(
+            "requests".to_owned(),
+            Table {
+                name: "requests".to_owned(),
+                columns: vec![
+                    column("id", "integer", true),
+                    column("title", "text", true),
+                    column("prominence", "character varying", true),
+                    column("created_at", "timestamp without time zone", true),
+                    column("messages_count", "integer", false),
+                    column("secret", "text", false),
+                ],
+                indexes: vec![
+                    pk("requests"),
+                    Index {
+                        name: "index_requests_on_created_at".to_owned(),
+                        primary: false,
+                        unique: false,
+                        method: "btree".to_owned(),
+                        columns: vec!["created_at".to_owned()],
+                    },
+                    Index {
+                        name: "index_requests_on_secret".to_owned(),
+                        primary: false,
+                        unique: true,
+                        method: "btree".to_owned(),
+                        columns: vec!["secret".to_owned()],
+                    },
+                ],
+                bytes: 10,
+            },
+        );
+        schema.tables.insert(
+            "messages".to_owned(),
+            Table {
+                name: "messages".to_owned(),
+                columns: vec![
+                    column("id", "integer", true),
+                    column("request_id", "integer", true),
+                    column("from_email", "text", false),
+                ],
+                indexes: vec![pk("messages")],
+                bytes: 20,
+            },
+        );
+        schema.tables.insert(
+            "tags".to_owned(),
+            Table {
+                name: "tags".to_owned(),
+                columns: vec![
+                    column("id", "integer", true),
+                    column("model_type", "character varying", true),
+                    column("model_id", "integer", false),
+                ],
+                indexes: vec![],
+                bytes: 5,
+            },
+        );
+        schema
+    }
+
+    const RULES: &str = r#"
+version = 1
+[tables.requests]
+action = "copy"
+filter = "prominence = 'normal'"
+[tables.requests.columns]
+id = "keep"
+title = "keep"
+prominence = "keep"
+created_at = { date = "month" }
+messages_count = { count = "messages.request_id" }
+secret = "drop"
+
+[tables.messages]
+action = "copy"
+references = [{ column = "request_id", table = "requests" }]
+columns = { id = "keep", request_id = "keep", from_email = "hash" }
+
+[tables.tags]
+action = "copy"
+filter = "model_type IN ('Request')"
+references = [{ column = "model_id", table = "requests", when = "model_type = 'Request'" }]
+columns = { id = "keep", model_type = "keep", model_id = "keep" }
+"#;
+
+    fn plan() -> Plan {
+        let rules = Rules::parse(RULES, "test rules").unwrap();
+        let schema = schema();
+        assert!(rules.check_against(&schema).is_empty());
+        Plan::new(&rules, &schema)
+    }
+
+    fn table<'a>(plan: &'a Plan, name: &str) -> &'a TablePlan {
+        plan.tables.iter().find(|t| t.name == name).unwrap()
+    }
+
+    #[test]
+    fn largest_tables_come_first() {
+        let plan = plan();
+        let names: Vec<&str> = plan.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["messages", "requests", "tags"]);
+    }
+
+    #[test]
+    fn a_filtered_table_masks_inside_its_select() {
+        let plan = plan();
+        let requests = table(&plan, "requests");
+        assert_eq!(
+            requests.select,
+            "SELECT \"requests\".\"id\" AS \"id\", \"requests\".\"title\" AS \"title\", \
+             \"requests\".\"prominence\" AS \"prominence\", \
+             date_trunc('month', \"requests\".\"created_at\")::timestamp without time zone AS \"created_at\", \
+             coalesce(\"__c1\".\"__n\", 0)::integer AS \"messages_count\" \
+             FROM \"public\".\"requests\" \
+             LEFT JOIN (SELECT \"__k\", count(*) AS \"__n\" FROM (\
+             SELECT \"messages\".\"request_id\" AS \"__k\" FROM \"public\".\"messages\" \
+             LEFT JOIN (SELECT \"requests\".\"id\" AS \"__k\" FROM \"public\".\"requests\" WHERE (prominence = 'normal')) AS \"__r2\" \
+             ON \"__r2\".\"__k\" = \"messages\".\"request_id\" WHERE \"__r2\".\"__k\" IS NOT NULL\
+             ) AS \"__s\" GROUP BY \"__k\") AS \"__c1\" ON \"__c1\".\"__k\" = \"requests\".\"id\" \
+             WHERE (prominence = 'normal')"
+        );
+        assert!(!requests.select.contains("secret"));
+        let names: Vec<&str> = requests.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["id", "title", "prominence", "created_at", "messages_count"]
+        );
+        assert_eq!(
+            requests.create("stats__loading"),
+            "CREATE TABLE \"stats__loading\".\"requests\" (\"id\" integer, \"title\" text, \
+             \"prominence\" character varying, \"created_at\" timestamp without time zone, \"messages_count\" integer)"
+        );
+        assert_eq!(
+            requests.copy_in("s"),
+            "COPY \"s\".\"requests\" (\"id\", \"title\", \"prominence\", \"created_at\", \"messages_count\") FROM STDIN (FORMAT binary, FREEZE)"
+        );
+        assert!(requests.copy_out().starts_with("COPY (SELECT "));
+        assert!(requests.copy_out().ends_with(") TO STDOUT (FORMAT binary)"));
+        // The primary key and the date index survive; the unique index on a dropped column does not.
+        assert_eq!(
+            requests.indexes("s"),
+            [
+                "ALTER TABLE \"s\".\"requests\" ADD CONSTRAINT \"requests_pkey\" PRIMARY KEY (\"id\")",
+                "CREATE INDEX \"index_requests_on_created_at\" ON \"s\".\"requests\" USING \"btree\" (\"created_at\")"
+            ]
+        );
+        // Only text copied as it is gets scanned.
+        let scanned: Vec<&str> = requests
+            .columns
+            .iter()
+            .filter(|c| c.scan.is_some())
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(scanned, ["title", "prominence"]);
+    }
+
+    #[test]
+    fn references_follow_the_referred_table_rules() {
+        let plan = plan();
+        let messages = table(&plan, "messages");
+        assert!(
+            messages.select.contains(
+                "LEFT JOIN (SELECT \"requests\".\"id\" AS \"__k\" FROM \"public\".\"requests\" WHERE (prominence = 'normal')) AS \"__r1\" ON \"__r1\".\"__k\" = \"messages\".\"request_id\" WHERE \"__r1\".\"__k\" IS NOT NULL"
+            ),
+            "{}",
+            messages.select
+        );
+        assert!(messages.select.contains("encode(sha256("));
+        assert_eq!(messages.columns[2].sql_type, "text");
+        assert_eq!(messages.columns[2].scan, None);
+    }
+
+    #[test]
+    fn polymorphic_references_apply_only_when_their_condition_holds() {
+        let plan = plan();
+        let tags = table(&plan, "tags");
+        assert!(
+            tags.select.ends_with(
+                "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR \"__r1\".\"__k\" IS NOT NULL)"
+            ),
+            "{}",
+            tags.select
+        );
+        // requests.id is its primary key: the keys need no DISTINCT.
+        assert!(tags.select.contains("(SELECT \"requests\".\"id\" AS"));
+        assert!(tags.indexes("s").is_empty());
+    }
+
+    #[test]
+    fn explain_shows_every_statement() {
+        let plan = plan();
+        let text = plan.explain("public", "stats__loading");
+        assert!(text.contains("3 tables copied from schema public, 0 skipped"));
+        for t in &plan.tables {
+            assert!(text.contains(&t.copy_out()));
+            assert!(text.contains(&t.create("stats__loading")));
+        }
+    }
+}
