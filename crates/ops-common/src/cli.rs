@@ -194,6 +194,9 @@ pub fn run<T: Tool>(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
         settings,
         log_format,
     };
+    // One span per invocation: JSON log lines carry the tool, so a log shipper can tell them apart.
+    let span = tracing::info_span!("run", tool = T::NAME);
+    let _entered = span.enter();
     match cli.run(&ctx) {
         Ok(code) => code,
         Err(e) => {

@@ -574,3 +574,49 @@ async fn s3_configuration_errors_are_permanent_and_never_not_found() {
         "the secret must not appear in errors: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_puts_carry_content_md5_and_no_aws_chunked_trailer() {
+    // Recent aws-sdk-s3 versions add CRC checksums by default and, for streaming bodies over plain
+    // HTTP, switch to aws-chunked encoding with a trailer, which several S3-compatible stores
+    // reject or store verbatim. The store must send a plain body with a Content-MD5 instead.
+    let s3 = S3::new();
+    let proxy = FaultProxy::start(s3.server.port(), Fault::Record);
+    let store = S3::store_at(proxy.endpoint(), &s3.bucket, small_parts());
+    store
+        .put("h/single", PutBody::from(data(100_000, 7)))
+        .await
+        .unwrap();
+    store
+        .put("h/multi", PutBody::from(data(11 << 20, 8)))
+        .await
+        .unwrap();
+    store
+        .put(
+            "h/stream",
+            PutBody::Stream(Box::new(std::io::Cursor::new(data(2000, 9)))),
+        )
+        .await
+        .unwrap();
+    let sent: Vec<String> = proxy
+        .recorded()
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).to_lowercase())
+        .collect();
+    let requests = sent.join("\n");
+    assert!(
+        requests.matches("content-md5:").count() >= 4,
+        "every body carries a Content-MD5:\n{requests}"
+    );
+    for forbidden in [
+        "aws-chunked",
+        "x-amz-trailer",
+        "streaming-unsigned-payload-trailer",
+        "x-amz-checksum-crc32",
+    ] {
+        assert!(
+            !requests.contains(forbidden),
+            "{forbidden} sent:\n{requests}"
+        );
+    }
+}

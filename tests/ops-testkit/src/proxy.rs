@@ -17,6 +17,9 @@ use tokio::sync::oneshot;
 pub enum Fault {
     /// Forward everything.
     None,
+    /// Forward everything, and keep the head (request line and headers) of every HTTP request
+    /// (see [`FaultProxy::recorded`]).
+    Record,
     /// Forward the first `bytes` bytes from the client, then close both sides.
     CutAfter(u64),
     /// Accept, read and discard, never answer.
@@ -39,6 +42,7 @@ pub enum Fault {
 pub struct FaultProxy {
     addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -50,6 +54,8 @@ impl FaultProxy {
     /// If it cannot bind.
     pub fn start(upstream: u16, fault: Fault) -> Self {
         let fault = Arc::new(Mutex::new(fault));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let record_into = recorded.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let shared = fault.clone();
@@ -71,7 +77,7 @@ impl FaultProxy {
                         accepted = listener.accept() => {
                             let Ok((client, _)) = accepted else { continue };
                             let fault = shared.lock().expect("fault lock").clone();
-                            tokio::spawn(handle(client, upstream, fault));
+                            tokio::spawn(handle(client, upstream, fault, record_into.clone()));
                         }
                         _ = &mut stop_rx => break,
                     }
@@ -83,6 +89,7 @@ impl FaultProxy {
         Self {
             addr,
             fault,
+            recorded,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -94,6 +101,14 @@ impl FaultProxy {
     /// If the lock is poisoned.
     pub fn set(&self, fault: Fault) {
         *self.fault.lock().expect("fault lock") = fault;
+    }
+
+    /// The head of every HTTP request made under [`Fault::Record`], in order.
+    ///
+    /// # Panics
+    /// If the lock is poisoned.
+    pub fn recorded(&self) -> Vec<Vec<u8>> {
+        self.recorded.lock().expect("record lock").clone()
     }
 
     /// The proxy's port.
@@ -118,7 +133,12 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn handle(mut client: TcpStream, upstream: u16, fault: Fault) {
+async fn handle(
+    mut client: TcpStream,
+    upstream: u16,
+    fault: Fault,
+    recorded: Arc<Mutex<Vec<Vec<u8>>>>,
+) {
     let fault = match fault {
         Fault::Random {
             error,
@@ -191,11 +211,83 @@ async fn handle(mut client: TcpStream, upstream: u16, fault: Fault) {
                 _ = download => {}
             }
         }
+        Fault::Record => {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                return;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let upload = async {
+                let mut heads = HeadParser::default();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let Ok(n) = client_read.read(&mut buf).await else {
+                        break;
+                    };
+                    if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    for head in heads.feed(&buf[..n]) {
+                        recorded.lock().expect("record lock").push(head);
+                    }
+                }
+            };
+            let download = tokio::io::copy(&mut server_read, &mut client_write);
+            tokio::select! {
+                () = upload => {}
+                _ = download => {}
+            }
+        }
         Fault::None | Fault::Random { .. } => {
             let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                 return;
             };
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
+    }
+}
+
+/// Splits a client's byte stream into HTTP request heads, skipping bodies by their Content-Length.
+/// A chunked body cannot be skipped this way: its head is kept and the rest of the stream ignored.
+#[derive(Default)]
+struct HeadParser {
+    pending: Vec<u8>,
+    body_left: usize,
+    lost: bool,
+}
+
+impl HeadParser {
+    fn feed(&mut self, mut data: &[u8]) -> Vec<Vec<u8>> {
+        let mut heads = Vec::new();
+        while !self.lost && !data.is_empty() {
+            if self.body_left > 0 {
+                let skip = self.body_left.min(data.len());
+                self.body_left -= skip;
+                data = &data[skip..];
+                continue;
+            }
+            self.pending.extend_from_slice(data);
+            data = &[];
+            while let Some(end) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = self.pending.drain(..end + 4).collect();
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let length = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if text.contains("transfer-encoding: chunked") {
+                    self.lost = true;
+                }
+                heads.push(head);
+                let skip = length.min(self.pending.len());
+                self.pending.drain(..skip);
+                self.body_left = length - skip;
+                if self.body_left > 0 || self.lost {
+                    break;
+                }
+            }
+        }
+        heads
     }
 }
