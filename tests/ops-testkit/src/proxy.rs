@@ -211,39 +211,39 @@ async fn handle(
                 _ = download => {}
             }
         }
-        Fault::Record => {
-            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                return;
-            };
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            let upload = async {
-                let mut heads = HeadParser::default();
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let Ok(n) = client_read.read(&mut buf).await else {
-                        break;
-                    };
-                    if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    for head in heads.feed(&buf[..n]) {
-                        recorded.lock().expect("record lock").push(head);
-                    }
-                }
-            };
-            let download = tokio::io::copy(&mut server_read, &mut client_write);
-            tokio::select! {
-                () = upload => {}
-                _ = download => {}
-            }
-        }
+        Fault::Record => record(client, upstream, &recorded).await,
         Fault::None | Fault::Random { .. } => {
             let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                 return;
             };
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         }
+    }
+}
+
+/// Forwards a connection, keeping the head of every request the client sends.
+async fn record(client: TcpStream, upstream: u16, recorded: &Mutex<Vec<Vec<u8>>>) {
+    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upload = async {
+        let mut heads = HeadParser::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = client_read.read(&mut buf).await {
+            if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            for head in heads.feed(&buf[..n]) {
+                recorded.lock().expect("record lock").push(head);
+            }
+        }
+    };
+    let download = tokio::io::copy(&mut server_read, &mut client_write);
+    tokio::select! {
+        () = upload => {}
+        _ = download => {}
     }
 }
 
