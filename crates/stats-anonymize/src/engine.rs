@@ -264,8 +264,8 @@ pub struct Checked {
     pub plan: Plan,
 }
 
-/// `check --source`: the schema comparison, the queries planned, the scan patterns compiled; in a
-/// read-only transaction, writing nothing.
+/// `check --source`: the schema comparison and the queries planned, in a read-only transaction,
+/// writing nothing.
 ///
 /// # Errors
 /// [`Error::Rules`] for problems with the rules, otherwise database errors.
@@ -284,7 +284,6 @@ pub async fn check_source(
     let schema = checked_schema(&client, rules, rules_origin, source_schema).await?;
     let plan = Plan::new(rules, &schema);
     compile(&client, &plan, rules_origin).await?;
-    scan::check_patterns(&client, rules).await?;
     Ok(Checked { schema, plan })
 }
 
@@ -367,7 +366,6 @@ async fn prepare(job: &Job<'_>) -> Result<Ready> {
     if let Some(role) = &job.reader {
         target::check_role(&target, role).await?;
     }
-    scan::check_patterns(&target, job.rules).await?;
     Ok(Ready {
         coordinator,
         snapshot,

@@ -12,7 +12,7 @@
 //!
 //! [scan]
 //! samples = ["users.name", "users.email"]   # values sampled from the source, searched in the copy
-//! patterns = ['\m[0-9]{5}\M']               # PostgreSQL regular expressions that must not appear
+//! patterns = ['\b[0-9]{5}\b']               # regular expressions that must not match
 //!
 //! [tables.embargoes]
 //! action = "skip"
@@ -247,7 +247,8 @@ pub struct ScanRules {
     pub sample_size: u32,
     /// Shorter sampled values are not searched (a two-letter name matches everywhere).
     pub min_length: u32,
-    /// PostgreSQL regular expressions (case-insensitive) that must not match any text in the copy.
+    /// Regular expressions (Rust's `regex` syntax, case-insensitive) that must not match any text
+    /// in the copy.
     pub patterns: Vec<String>,
     /// Copied columns where email addresses are expected and allowed.
     pub allow_emails: Vec<ColumnRef>,
@@ -528,6 +529,9 @@ impl Rules {
                     },
                 }
             }
+        }
+        if let Err(problems) = crate::scan::compile_patterns(&self.scan.patterns) {
+            items.extend(problems);
         }
         for (name, copy) in self.copied() {
             if !copy.columns.is_empty() && !copy.columns.values().any(ColumnRule::in_target) {
