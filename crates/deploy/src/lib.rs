@@ -1,36 +1,36 @@
-//! Idempotent configuration and releases of an Alaveteli site, run from CI.
+//! `deploy`: idempotent configuration and releases of an Alaveteli site, run from CI.
 
-use clap::Parser;
+pub mod accounts;
+pub mod apply;
+mod cli;
+pub mod config;
+mod error;
+pub mod exec;
+pub mod fsops;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod resources;
+pub mod secrets;
+pub mod settings;
+pub mod template;
+pub mod transport;
+pub mod vars;
+
+pub use cli::Cli;
+pub use error::{Error, Result};
+
+use cli::Command;
+use model::Mode;
 use ops_common::cli::{CommonCommand, Context, GlobalArgs, Tool};
 use ops_common::settings::Setting;
-use ops_common::vars;
+pub use settings::SETTINGS;
 
-/// Every setting `deploy` reads.
-pub static SETTINGS: &[Setting] = &vars::LOGGING;
-
-/// The command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "deploy",
-    version,
-    about = "Idempotent configuration and releases of an Alaveteli site, run from CI"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    globals: GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    #[command(flatten)]
-    Common(CommonCommand),
-}
+mod commands;
 
 impl Tool for Cli {
     const NAME: &'static str = "deploy";
-    type Error = ops_common::Error;
+    type Error = Error;
 
     fn settings() -> &'static [Setting] {
         SETTINGS
@@ -43,12 +43,42 @@ impl Tool for Cli {
     fn common(&self) -> Option<&CommonCommand> {
         match &self.command {
             Command::Common(common) => Some(common),
+            _ => None,
         }
     }
 
-    fn run(self, _ctx: &Context) -> Result<u8, Self::Error> {
+    fn flag_settings(&self) -> Vec<(&'static str, String)> {
+        self.dir
+            .as_ref()
+            .map(|d| (settings::DEPLOY_DIR.name, d.to_string_lossy().into_owned()))
+            .into_iter()
+            .collect()
+    }
+
+    fn run(self, ctx: &Context) -> Result<u8> {
+        let dir = self.dir.as_deref();
         match self.command {
-            Command::Common(_) => unreachable!("common commands are answered by ops_common::cli"),
+            Command::Apply(args) => commands::apply::run(
+                ctx,
+                dir,
+                &args.env,
+                Mode::Apply,
+                args.diff,
+                &args.run,
+                &args.source,
+            ),
+            Command::Rollback(args) => commands::apply::run(
+                ctx,
+                dir,
+                &args.env,
+                Mode::Rollback,
+                false,
+                &args.run,
+                &args.source,
+            ),
+            Command::Diff(args) => commands::diff::run(ctx, dir, &args),
+            Command::ApplyPlan => commands::apply_plan::run(),
+            Command::Common(_) => unreachable!("answered by ops_common::cli"),
         }
     }
 }
