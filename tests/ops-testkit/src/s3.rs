@@ -19,6 +19,34 @@ pub const S3_ACCESS_KEY: &str = "ops-test-access";
 /// The secret key the server accepts.
 pub const S3_SECRET_KEY: &str = "ops-test-secret-key-not-a-real-one";
 
+/// Access checks as s3s's default (signed requests only), plus one repair: s3s-fs 0.14 takes an
+/// empty `delimiter=` (which minio-go, hence restic, sends for a recursive listing) as a delimiter
+/// that matches everywhere and lists nothing, where S3 takes it as no delimiter.
+struct EmptyDelimiterIsNone;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for EmptyDelimiterIsNone {
+    async fn list_objects(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::ListObjectsInput>,
+    ) -> s3s::S3Result<()> {
+        if req.input.delimiter.as_deref() == Some("") {
+            req.input.delimiter = None;
+        }
+        Ok(())
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: &mut s3s::S3Request<s3s::dto::ListObjectsV2Input>,
+    ) -> s3s::S3Result<()> {
+        if req.input.delimiter.as_deref() == Some("") {
+            req.input.delimiter = None;
+        }
+        Ok(())
+    }
+}
+
 /// A running (or stopped) S3 server.
 pub struct S3Server {
     root: TempDir,
@@ -61,6 +89,7 @@ impl S3Server {
                 let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs root");
                 let mut builder = s3s::service::S3ServiceBuilder::new(fs);
                 builder.set_auth(s3s::auth::SimpleAuth::from_single(S3_ACCESS_KEY, S3_SECRET_KEY));
+                builder.set_access(EmptyDelimiterIsNone);
                 let service = builder.build();
                 let listener = tokio::net::TcpListener::bind(addr).await.expect("binding the S3 server");
                 ready_tx.send(listener.local_addr().expect("address")).expect("reporting the address");
