@@ -100,6 +100,7 @@ fn scalar_text(v: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => String::new(),
+        Value::Sequence(items) => items.iter().map(scalar_text).collect::<Vec<_>>().join(", "),
         other => serde_yaml_ng::to_string(other)
             .map(|s| s.trim_end().replace('\n', " "))
             .unwrap_or_default(),

@@ -1,9 +1,0 @@
-//! The commands every tool has, on the real `deploy` binary.
-
-#[test]
-fn common_commands() {
-    ops_testkit::assert_common_commands(
-        std::path::Path::new(env!("CARGO_BIN_EXE_deploy")),
-        "deploy",
-    );
-}

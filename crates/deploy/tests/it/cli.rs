@@ -1,0 +1,70 @@
+//! The commands every tool has, on the real `deploy` binary.
+
+#[test]
+fn common_commands() {
+    ops_testkit::assert_common_commands(
+        std::path::Path::new(env!("CARGO_BIN_EXE_deploy")),
+        "deploy",
+    );
+}
+
+use crate::support::Site;
+
+#[test]
+fn bad_input_is_one_line_with_a_documented_status() {
+    let site = Site::new("deploy-errors");
+    site.write("group_vars/all/vars.yml", "x: 1\n");
+    site.write(
+        "plan/a.yml",
+        "resources:\n  - file: /etc/x\n    content: hi\n    mod: \"0644\"\n",
+    );
+    let out = site
+        .cmd(["apply", "staging", "--check"])
+        .run()
+        .code(3)
+        .one_line_error();
+    assert!(
+        out.stderr
+            .contains("plan/a.yml, resource 1 (file /etc/x): unknown key `mod`"),
+        "{}",
+        out.stderr
+    );
+    site.write(
+        "plan/a.yml",
+        "resources:\n  - file: /etc/x\n    content: \"{{ nope }}\"\n",
+    );
+    let out = site
+        .cmd(["apply", "staging", "--check"])
+        .run()
+        .code(3)
+        .one_line_error();
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
+    site.write("plan/a.yml", "resources: []\n");
+    let out = site.cmd(["apply", "prod"]).run().code(4).one_line_error();
+    assert!(
+        out.stderr
+            .contains("no environment \"prod\" (environments: staging, production)"),
+        "{}",
+        out.stderr
+    );
+    site.cmd(["rollback", "staging"])
+        .run()
+        .code(4)
+        .one_line_error();
+    site.write(
+        "group_vars/staging/vault.yml",
+        &vault_tool::format::encrypt(b"vault_x: secret-value\n", b"another password", None)
+            .unwrap(),
+    );
+    let out = site
+        .cmd(["apply", "staging", "--check"])
+        .run()
+        .code(11)
+        .one_line_error();
+    assert!(
+        out.stderr.contains("group_vars/staging/vault.yml"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("secret-value"));
+}

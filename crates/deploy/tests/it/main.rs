@@ -1,0 +1,7 @@
+//! deploy's integration tests: the real binary on configuration directories the tests write,
+//! applied under `--root` in a temporary directory, or live on paths inside one.
+
+mod apply;
+mod cli;
+mod release;
+mod support;
