@@ -81,6 +81,10 @@ pub(crate) struct RunArgs {
     /// Only this host of the environment (its name in the inventory).
     #[arg(long, value_name = "HOST")]
     pub(crate) host: Option<String>,
+    /// Apply every host's plan on this machine, whatever the inventory says (as ansible's
+    /// `-c local`): for running on the host itself, and with `--root` for tests.
+    #[arg(long)]
+    pub(crate) local: bool,
 }
 
 /// `apply`.

@@ -77,12 +77,16 @@ pub(crate) fn run(
     let mut printer = Printer::new(command, env_name, run.json, run.check);
     let binary = remote_binary(ctx)?;
     for (host, plan) in hosts.iter().zip(&plans) {
+        let mut host = (*host).clone();
+        if run.local {
+            host.spec.transport = TransportKind::Local;
+        }
         let transport = match host.spec.transport {
             TransportKind::Local => "local",
             TransportKind::Ssh => "ssh",
         };
         printer.start_host(&host.name, transport);
-        transport::apply(host, plan, &binary, &mut |event| printer.event(event))?;
+        transport::apply(&host, plan, &binary, &mut |event| printer.event(event))?;
     }
     let total = printer.finish()?;
     Ok(if total.failed > 0 {

@@ -3,5 +3,7 @@
 
 mod apply;
 mod cli;
+mod diff;
+mod example;
 mod release;
 mod support;
