@@ -6,4 +6,5 @@ mod cli;
 mod diff;
 mod example;
 mod release;
+mod ssh;
 mod support;
