@@ -5,6 +5,7 @@ mod apply;
 mod cli;
 mod diff;
 mod example;
+mod postgres;
 mod release;
 mod ssh;
 mod support;

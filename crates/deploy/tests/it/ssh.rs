@@ -102,6 +102,20 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The binary sent to the host, without its debug information (a debug build is over 200 MB).
+fn stripped_binary(site: &Site) -> PathBuf {
+    let binary = site.scratch("deploy-stripped");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&binary)
+        .arg(crate::support::deploy())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "strip");
+    binary
+}
+
 #[test]
 fn a_plan_is_applied_over_ssh_by_a_copied_binary_and_results_stream_back() {
     let site = Site::new("deploy-ssh");
@@ -126,16 +140,7 @@ fn a_plan_is_applied_over_ssh_by_a_copied_binary_and_results_stream_back() {
         "plan/a.yml",
         "resources:\n  - file: /etc/app.conf\n    content: \"password={{ db_password }}\\nhost={{ inventory_hostname }}\\n\"\n    mode: \"0600\"\n  - envdir: /etc/app.d\n    vars: {PGPASSWORD: \"{{ db_password }}\"}\n  - directory: /srv/app\n",
     );
-    // The binary sent to the host, without its debug information (a debug build is over 200 MB).
-    let binary = site.scratch("deploy-stripped");
-    let ok = Command::new("strip")
-        .arg("-o")
-        .arg(&binary)
-        .arg(crate::support::deploy())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "strip");
+    let binary = stripped_binary(&site);
     let root = site.root();
     let apply = |extra: &[&str]| {
         let mut args = vec!["apply", "staging", "--root", root.to_str().unwrap()];
