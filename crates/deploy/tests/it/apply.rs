@@ -383,3 +383,35 @@ fn systemd_packages_and_swap_are_planned_in_check_mode() {
             .exists()
     );
 }
+
+#[test]
+fn absent_files_directories_and_links_are_removed() {
+    let site = Site::new("deploy-absent");
+    let root = site.root();
+    for dir in ["etc/nginx/sites-enabled", "var/old/sub"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("etc/old.conf"), "x").unwrap();
+    std::fs::write(root.join("var/old/sub/f"), "x").unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/nginx/sites-available/default",
+        root.join("etc/nginx/sites-enabled/default"),
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/in-the-way"), "a file").unwrap();
+    site.write(
+        "plan/a.yml",
+        "resources:\n  - file: /etc/old.conf\n    state: absent\n  - directory: /var/old\n    state: absent\n  - symlink: /etc/nginx/sites-enabled/default\n    state: absent\n  - symlink: /etc/in-the-way\n    target: /etc/old.conf\n    force: true\n  - file: /etc/never-existed\n    state: absent\n",
+    );
+    let out = site.apply_root(&[]).success();
+    assert!(out.stdout.contains("1 ok, 4 changed"), "{}", out.stdout);
+    assert!(!root.join("etc/old.conf").exists());
+    assert!(!root.join("var/old").exists());
+    assert!(std::fs::symlink_metadata(root.join("etc/nginx/sites-enabled/default")).is_err());
+    assert_eq!(
+        std::fs::read_link(root.join("etc/in-the-way")).unwrap(),
+        std::path::Path::new("/etc/old.conf")
+    );
+    let out = site.apply_root(&[]).success();
+    assert!(out.stdout.contains("5 ok, 0 changed"), "{}", out.stdout);
+}

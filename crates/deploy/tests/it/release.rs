@@ -216,3 +216,48 @@ fn a_failed_health_check_switches_back_and_rollback_goes_to_the_previous_release
     assert!(out.stdout.contains("no release before"), "{}", out.stdout);
     assert_eq!(current(&app), good_release);
 }
+
+#[test]
+fn a_git_checkout_follows_its_reference_and_discards_local_changes() {
+    let site = Site::new("deploy-git");
+    let repo = Repo::new(site.scratch("theme"));
+    let v1 = repo.commit(&[("theme.rb", "v1\n")], "v1");
+    repo.git(&["tag", "v1"]);
+    let v2 = repo.commit(&[("theme.rb", "v2\n")], "v2");
+    let tree = site.scratch("live/theme");
+    site.write("group_vars/all/vars.yml", "theme_ref: v1\n");
+    site.write(
+        "plan/git.yml",
+        &format!(
+            "resources:\n  - git: {}\n    repo: {}\n    ref: \"{{{{ theme_ref }}}}\"\n",
+            tree.display(),
+            repo.dir.display()
+        ),
+    );
+    let head = || Repo { dir: tree.clone() }.git(&["rev-parse", "HEAD"]);
+    site.apply_live(&[]).success();
+    assert_eq!(head(), v1, "the tag");
+    let out = site.apply_live(&[]).success();
+    assert!(out.stdout.contains("1 ok, 0 changed"), "{}", out.stdout);
+    // A local edit is discarded; untracked files stay.
+    std::fs::write(tree.join("theme.rb"), "edited on the server\n").unwrap();
+    std::fs::write(tree.join("untracked"), "x").unwrap();
+    let out = site.apply_live(&[]).success();
+    assert!(
+        out.stdout.contains("local changes discarded"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(tree.join("theme.rb")).unwrap(),
+        "v1\n"
+    );
+    assert!(tree.join("untracked").exists());
+    // A branch, then a full commit id.
+    site.write("group_vars/all/vars.yml", "theme_ref: main\n");
+    site.apply_live(&[]).success();
+    assert_eq!(head(), v2);
+    site.write("group_vars/all/vars.yml", &format!("theme_ref: {v1}\n"));
+    site.apply_live(&[]).success();
+    assert_eq!(head(), v1);
+}
