@@ -90,11 +90,7 @@ impl LockRecord {
     fn describe(&self) -> String {
         format!(
             "{}lock of PID {} on {} by {}, taken {}",
-            if self.exclusive {
-                "an exclusive "
-            } else {
-                "a "
-            },
+            if self.exclusive { "exclusive " } else { "" },
             self.pid,
             self.hostname,
             if self.username.is_empty() {
@@ -213,7 +209,8 @@ async fn check_others(
                 if let Err(e) = store.delete(&object).await {
                     tracing::warn!(lock = %object, "could not remove it: {}", ops_common::one_line(&e));
                 }
-            } else {
+            } else if own.is_none() {
+                // Logged on the first look only: the check after writing our lock sees it again.
                 tracing::info!(lock = %object, "ignoring a stale {}", record.describe());
             }
             continue;

@@ -12,6 +12,34 @@ use serde_json::json;
 use crate::commands::open;
 use crate::error::{Error, Result};
 
+/// restic's forms of `--read-data-subset`: `N%` with 0 < N ≤ 100, `n/m` with 1 ≤ n ≤ m, or a
+/// size; `rustic_core` would take `150%` as everything and divide by zero on `1/0`. Its named
+/// forms (`daily/week`) pass through.
+fn validate_subset(subset: &str) -> Result<()> {
+    let valid = if let Some(percent) = subset.strip_suffix('%') {
+        percent
+            .trim()
+            .parse::<f64>()
+            .is_ok_and(|p| p > 0.0 && p <= 100.0)
+    } else if let Some((n, m)) = subset.split_once('/') {
+        match (n.trim().parse::<u32>(), m.trim().parse::<u32>()) {
+            (Ok(n), Ok(m)) => n >= 1 && n <= m,
+            (_, Ok(m)) => m > 0,
+            _ => true,
+        }
+    } else {
+        // `all` or a size (`500M`): rustic_core parses those.
+        true
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--read-data-subset {subset}: expected N% (0 < N <= 100), n/m (1 <= n <= m) or a size such as 500M"
+        )))
+    }
+}
+
 /// Runs `check`; status 1 when errors were found.
 ///
 /// # Errors
@@ -19,6 +47,7 @@ use crate::error::{Error, Result};
 pub fn run(ctx: &Context, read_data: bool, subset: Option<&str>, as_json: bool) -> Result<u8> {
     let mut options = CheckOptions::default();
     if let Some(subset) = subset {
+        validate_subset(subset)?;
         let parsed: ReadSubsetOption =
             subset.parse().map_err(|e: Box<rustic_core::RusticError>| {
                 Error::Usage(format!(

@@ -55,6 +55,16 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// `1 file`, `2 files`.
+pub fn count(n: impl Into<u64>, word: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// A snapshot id as restic shows it: the first 8 hex digits.
 pub fn short_id(snapshot: &SnapshotFile) -> String {
     snapshot.id.to_hex().as_str()[..8].to_owned()
@@ -72,5 +82,7 @@ mod tests {
         assert_eq!(super::human_bytes(512), "512 B");
         assert_eq!(super::human_bytes(1536), "1.5 KiB");
         assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
+        assert_eq!(super::count(1u32, "file"), "1 file");
+        assert_eq!(super::count(0u32, "file"), "0 files");
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use ops_common::cli::Context;
 use ops_common::exit;
 
-use crate::commands::{human_bytes, open, short_id};
+use crate::commands::{count, human_bytes, open, short_id};
 use crate::error::{Error, Result, storage_cause};
 use crate::restore::{RestoreRequest, restore};
 use crate::settings;
@@ -97,13 +97,13 @@ pub fn run(ctx: &Context, options: &Options) -> Result<u8> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "restored snapshot {} to {}: {} files, {}{}",
+            "restored snapshot {} to {}: {}, {}{}",
             short_id(&snapshot),
             options.target.display(),
-            report.files_restored,
+            count(report.files_restored, "file"),
             human_bytes(report.bytes_restored),
             if report.files_unchanged > 0 {
-                format!(" ({} files already there)", report.files_unchanged)
+                format!(" ({} already there)", count(report.files_unchanged, "file"))
             } else {
                 String::new()
             }
@@ -121,15 +121,15 @@ pub fn run(ctx: &Context, options: &Options) -> Result<u8> {
     }
     if !report.files_failed.is_empty() {
         tracing::error!(
-            "{} files could not be restored; every other file was",
-            report.files_failed.len()
+            "{} could not be restored; every other file was",
+            count(report.files_failed.len() as u64, "file")
         );
         return Ok(exit::FAILURE);
     }
     if !report.files_skipped.is_empty() {
         return Err(Error::Conflict(format!(
-            "{} files exist in {} with other content and were left as they are (--overwrite replaces them)",
-            report.files_skipped.len(),
+            "{} in {} with other content left as they are (--overwrite replaces them)",
+            count(report.files_skipped.len() as u64, "file"),
             options.target.display()
         )));
     }

@@ -6,7 +6,7 @@ use ops_common::cli::Context;
 use ops_common::exit;
 use serde_json::json;
 
-use crate::commands::{full_id, open, short_id, sorted_snapshots};
+use crate::commands::{count, full_id, open, short_id, sorted_snapshots};
 use crate::error::Result;
 
 /// Runs `snapshots`.
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, host: Option<&str>, tags: &[String], json: bool) -> Re
             paths.join(",")
         );
     }
-    let _ = writeln!(out, "{} snapshots", snapshots.len());
+    let _ = writeln!(out, "{}", count(snapshots.len() as u64, "snapshot"));
     ops_common::output::print(&out)?;
     Ok(exit::SUCCESS)
 }

@@ -163,7 +163,7 @@ fn one_raw_email_restores_alone_and_existing_files_are_kept() {
         one.to_str().unwrap(),
     ])
     .success()
-    .stdout_has("1 files");
+    .stdout_has(": 1 file,");
     let restored: Vec<_> = crate::support::walk(&target)
         .into_iter()
         .filter(|p| p.is_file())
@@ -184,7 +184,7 @@ fn one_raw_email_restores_alone_and_existing_files_are_kept() {
         one.to_str().unwrap(),
     ])
     .success()
-    .stdout_has("1 files already there");
+    .stdout_has("(1 file already there)");
     std::fs::write(&restored[0], b"edited by hand").unwrap();
     env.run(&[
         "-q",

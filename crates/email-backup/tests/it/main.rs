@@ -3,4 +3,9 @@
 
 mod cli;
 mod compat;
+mod docs;
+mod errors;
+mod faults;
+mod lifecycle;
+mod locks;
 mod support;

@@ -86,6 +86,20 @@ impl Env {
         cmd
     }
 
+    /// restic as a plain `Command` (cleared environment), for a run the test feeds or signals.
+    pub(crate) fn restic_process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new("/usr/bin/restic");
+        cmd.arg("--no-cache")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("RESTIC_REPOSITORY", &self.repository)
+            .env("RESTIC_PASSWORD", PASSWORD);
+        if let Store::S3(server) = &self.store {
+            cmd.envs(server.env());
+        }
+        cmd
+    }
+
     /// Runs restic.
     pub(crate) fn run_restic(&self, args: &[&str]) -> Output {
         self.restic().args(args.iter().copied()).run()
@@ -123,6 +137,55 @@ impl Env {
     pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.tmp.subdir(name)
     }
+}
+
+/// Waits (up to a minute) until `ready` holds.
+///
+/// # Panics
+/// When it never does.
+pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Sends a signal to a child process.
+pub(crate) fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// `count` short raw emails (auto-replies: 200–700 bytes, each different) in dated
+/// subdirectories (`YYYY/MM/DD/<id>`), 500 to a day.
+pub(crate) fn short_emails(root: &Path, count: u64, seed: u64) -> Vec<PathBuf> {
+    let mut rng = Rng::new(seed);
+    (0..count)
+        .map(|i| {
+            let day = i / 500;
+            let dir = root.join(format!(
+                "2024/{:02}/{:02}",
+                1 + (day / 28) % 12,
+                1 + day % 28
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let id = 900_000 + i;
+            let text = format!(
+                "From: MAILER-DAEMON@mx.authority.example.gov.uk\r\nTo: request-{id}@foi.example\r\n\
+                 Subject: Automatic reply\r\nMessage-ID: <{id}.{}@mx.authority.example.gov.uk>\r\n\r\n\
+                 I am out of the office until Monday.\r\n{}",
+                rng.next(),
+                "-".repeat(rng.index(500))
+            );
+            let path = dir.join(id.to_string());
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect()
 }
 
 pub(crate) fn write_setting(envdir: &Path, name: &str, value: &str) {
