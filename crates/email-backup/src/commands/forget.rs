@@ -102,15 +102,23 @@ pub fn run(ctx: &Context, options: &Options) -> Result<u8> {
             .map_err(|e| Error::rustic("removing snapshots", &e))?;
         let _ = writeln!(out, "removed {}", count(remove.len() as u64, "snapshot"));
     }
-    if options.json {
-        ops_common::output::print_json(
-            &json!({"snapshots": report, "removed": remove.len(), "dry_run": options.dry_run}),
-        )?;
+    let pruned = if options.prune && !options.dry_run {
+        Some(crate::commands::prune::prune(&open)?)
     } else {
+        None
+    };
+    if options.json {
+        let mut value =
+            json!({"snapshots": report, "removed": remove.len(), "dry_run": options.dry_run});
+        if let Some(pruned) = &pruned {
+            value["prune"] = json!(pruned);
+        }
+        ops_common::output::print_json(&value)?;
+    } else {
+        if let Some(pruned) = &pruned {
+            out.push_str(&pruned.text());
+        }
         ops_common::output::print(&out)?;
-    }
-    if options.prune && !options.dry_run {
-        crate::commands::prune::prune(ctx, &open, options.json)?;
     }
     drop(lock);
     Ok(exit::SUCCESS)

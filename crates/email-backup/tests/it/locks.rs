@@ -77,9 +77,15 @@ fn email_backup_refuses_to_prune_while_restic_holds_a_lock() {
 
     drop(stdin);
     assert!(restic.wait().unwrap().success());
-    env.run(&["forget", "--keep-last", "1", "--prune"])
-        .success()
-        .stdout_has("removed 1 snapshot");
+    let out = env
+        .run(&["forget", "--keep-last", "1", "--prune", "--json"])
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["removed"], 1, "{report}");
+    assert!(
+        report["prune"]["blobs_used"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     env.run_restic(&["check", "--read-data"]).success();
 }
 
