@@ -35,7 +35,7 @@ use crate::vars::{Variables, render_tree};
 pub const FILES_DIR: &str = "files";
 
 /// Keys every resource may have besides its kind key and its kind's options.
-const COMMON_KEYS: [&str; 3] = ["name", "when", "notify"];
+pub const COMMON_KEYS: [&str; 3] = ["name", "when", "notify"];
 
 /// The systemd actions a handler may take.
 pub const SYSTEMD_ACTIONS: [&str; 6] = [
@@ -150,8 +150,8 @@ fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
     probe.0.unwrap_or(&[])
 }
 
-/// The options each kind takes.
-fn options_of(kind: Kind) -> &'static [&'static str] {
+/// The options each kind takes (besides its kind key and `name`, `when`, `notify`).
+pub fn options_of(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::File => field_names::<FileIn>(),
         Kind::Directory => field_names::<DirectoryIn>(),
@@ -760,16 +760,6 @@ impl Compiler<'_> {
                 {
                     return Err(raw.error("validate: the command must contain %s (the new file)"));
                 }
-                if let (Some(c), Some(mode)) = (&content, attrs.mode.or(Some(0o644)))
-                    && mode & 0o004 != 0
-                    && self.masker.contains_secret(&String::from_utf8_lossy(c))
-                {
-                    tracing::warn!(
-                        "{}, {}: the file holds secret values and is readable by every user (mode {mode:04o}); give it a mode such as \"0640\"",
-                        raw.file.display(),
-                        raw.context()
-                    );
-                }
                 Spec::File(FileSpec {
                     path,
                     state,
@@ -1066,6 +1056,24 @@ impl Compiler<'_> {
     /// Refuses secrets in what ends up on a command line or in a world-readable cron file.
     fn check_secrets(&self, raw: &RawResource, spec: &Spec) -> Result<()> {
         let argv: Vec<&str> = match spec {
+            Spec::File(f)
+                if f.content.as_ref().is_some_and(|c| {
+                    self.masker.contains_secret(&String::from_utf8_lossy(&c.0))
+                }) && f.attrs.mode.is_none_or(|m| m & 0o004 != 0) =>
+            {
+                return Err(raw.error(
+                    "the file would hold a secret value: give it a `mode` other users cannot read, such as \"0640\"",
+                ));
+            }
+            Spec::Systemd(u)
+                if u.content
+                    .as_deref()
+                    .is_some_and(|c| self.masker.contains_secret(c)) =>
+            {
+                return Err(raw.error(
+                    "the unit file would hold a secret value, but unit files are readable by every user: use an EnvironmentFile written with a restrictive mode",
+                ));
+            }
             Spec::File(f) => f.validate.iter().map(String::as_str).collect(),
             Spec::Command(c) => std::iter::once(c.exec.command.as_str())
                 .chain(c.unless.as_deref())

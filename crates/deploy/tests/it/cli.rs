@@ -68,3 +68,50 @@ fn bad_input_is_one_line_with_a_documented_status() {
     );
     assert!(!out.stderr.contains("secret-value"));
 }
+
+#[test]
+fn secrets_are_refused_where_every_user_could_read_them() {
+    let site = Site::new("deploy-secret-places");
+    site.write(
+        "group_vars/all/vars.yml",
+        "db_password: \"{{ vault_db_password }}\"\n",
+    );
+    site.write_vault(
+        "group_vars/staging/vault.yml",
+        "vault_db_password: do-not-leak-me\n",
+    );
+    let cases = [
+        (
+            "  - file: /etc/app.conf\n    content: \"pw={{ db_password }}\\n\"\n",
+            "give it a `mode` other users cannot read",
+        ),
+        (
+            "  - file: /etc/app.conf\n    content: \"pw={{ db_password }}\\n\"\n    mode: \"0644\"\n",
+            "give it a `mode` other users cannot read",
+        ),
+        (
+            "  - command: \"psql -c 'alter role foi password {{ db_password }}'\"\n",
+            "the command line of a process is visible to every user",
+        ),
+        (
+            "  - cron: backup\n    jobs: [{schedule: \"@daily\", user: root, command: \"backup --password {{ db_password }}\"}]\n",
+            "readable by every user",
+        ),
+        (
+            "  - systemd: app.service\n    content: \"[Service]\\nEnvironment=PW={{ db_password }}\\n\"\n",
+            "unit files are readable by every user",
+        ),
+    ];
+    for (resource, message) in cases {
+        site.write("plan/a.yml", &format!("resources:\n{resource}"));
+        let out = site
+            .cmd(["apply", "staging", "--check"])
+            .run()
+            .code(3)
+            .one_line_error();
+        assert!(out.stderr.contains(message), "{resource}: {}", out.stderr);
+        assert!(!out.stderr.contains("do-not-leak-me"));
+    }
+    site.write("plan/a.yml", "resources:\n  - file: /etc/app.conf\n    content: \"pw={{ db_password }}\\n\"\n    mode: \"0640\"\n");
+    site.cmd(["apply", "staging", "--check"]).run().success();
+}

@@ -22,7 +22,7 @@ fn two_environments(label: &str) -> Site {
     );
     site.write(
         "plan/a.yml",
-        "resources:\n  - file: /etc/app.conf\n    content: \"domain={{ domain }}\\nworkers={{ workers }}\\npassword={{ db_password }}\\nadmin={{ admin_email }}\\n\"\n",
+        "resources:\n  - file: /etc/app.conf\n    content: \"domain={{ domain }}\\nworkers={{ workers }}\\npassword={{ db_password }}\\nadmin={{ admin_email }}\\n\"\n    mode: \"0640\"\n",
     );
     site.write(
         "diff-allow.yml",

@@ -4,6 +4,7 @@
 mod apply;
 mod cli;
 mod diff;
+mod docs;
 mod example;
 mod postgres;
 mod release;
