@@ -167,8 +167,16 @@ pub fn run<T: Tool>(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
         _ => {}
     }
     let globals = cli.globals().clone();
+    let mut flags = cli.flag_settings();
+    if let Some(format) = globals.log_format {
+        let value = match format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        flags.push((vars::OPS_LOG_FORMAT.name, value.to_owned()));
+    }
     let inputs = Inputs {
-        flags: cli.flag_settings(),
+        flags,
         envdirs: globals.envdir.clone(),
         config_file: globals.config.clone(),
     };
@@ -214,12 +222,9 @@ fn logging_choice(
     settings: &Settings,
     globals: &GlobalArgs,
 ) -> crate::Result<(LogFormat, LevelFilter)> {
-    let format = match globals.log_format {
-        Some(f) => f,
-        None => settings
-            .parse::<LogFormat>(&vars::OPS_LOG_FORMAT)?
-            .unwrap_or(LogFormat::Text),
-    };
+    let format = settings
+        .parse::<LogFormat>(&vars::OPS_LOG_FORMAT)?
+        .unwrap_or(LogFormat::Text);
     let base = match settings.get(&vars::OPS_LOG_LEVEL) {
         Some(name) => {
             logging::parse_level(name).map_err(|m| settings.invalid(&vars::OPS_LOG_LEVEL, m))?
@@ -299,6 +304,20 @@ fn install_panic_hook(tool: &'static str) {
             "{tool}: internal error (a bug, please report it): {message}{location}"
         );
     }));
+}
+
+/// Runs `future` on `runtime` for at most `limit`; `None` when the limit passed.
+///
+/// The runtime is then shut down without waiting for its blocking threads: dropping it would wait
+/// for them without limit, so a read stuck on a hung mount would hang the command after all.
+pub fn block_on_within<F: std::future::Future>(
+    runtime: tokio::runtime::Runtime,
+    limit: std::time::Duration,
+    future: F,
+) -> Option<F::Output> {
+    let outcome = runtime.block_on(async { tokio::time::timeout(limit, future).await.ok() });
+    runtime.shutdown_background();
+    outcome
 }
 
 /// A multi-threaded runtime for commands that do I/O in parallel.

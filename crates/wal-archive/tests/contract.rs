@@ -44,29 +44,31 @@ fn rand_suffix() -> u128 {
 
 #[test]
 fn duplicate_push_identical_is_accepted_and_different_content_is_refused() {
-    let site = Site::new(Store::File);
-    let (name, content) = archived_segment(&site);
-    assert_eq!(content.len(), 16 << 20);
-    let stored_before = std::fs::read(site.stored_file(&format!("wal/{name}"))).unwrap();
+    for store in [Store::File, Store::S3(S3Server::start())] {
+        let site = Site::new(store);
+        let (name, content) = archived_segment(&site);
+        assert_eq!(content.len(), 16 << 20);
+        let stored_before = std::fs::read(site.stored_file(&format!("wal/{name}"))).unwrap();
 
-    let same = stage(&site, &name, &content);
-    site.run(&["push", same.to_str().unwrap()])
-        .success()
-        .stderr_has("already archived with identical content");
+        let same = stage(&site, &name, &content);
+        site.run(&["push", same.to_str().unwrap()])
+            .success()
+            .stderr_has("already archived with identical content");
 
-    let mut changed = content.clone();
-    changed[200_000] ^= 0xff;
-    let different = stage(&site, &name, &changed);
-    site.run(&["push", different.to_str().unwrap()])
-        .code(5)
-        .one_line_error()
-        .stderr_has("already archived with different content")
-        .stderr_has("refusing to overwrite");
-    assert_eq!(
-        std::fs::read(site.stored_file(&format!("wal/{name}"))).unwrap(),
-        stored_before,
-        "never overwritten"
-    );
+        let mut changed = content.clone();
+        changed[200_000] ^= 0xff;
+        let different = stage(&site, &name, &changed);
+        site.run(&["push", different.to_str().unwrap()])
+            .code(5)
+            .one_line_error()
+            .stderr_has("already archived with different content")
+            .stderr_has("refusing to overwrite");
+        assert_eq!(
+            std::fs::read(site.stored_file(&format!("wal/{name}"))).unwrap(),
+            stored_before,
+            "never overwritten"
+        );
+    }
 }
 
 #[test]
@@ -156,22 +158,43 @@ fn history_backup_and_partial_files_are_archived_and_other_names_refused() {
 }
 
 #[test]
-fn fetch_of_a_missing_file_exits_1_quietly() {
-    let site = Site::new(Store::File);
-    let dest = site.tmp.subdir("f").join("RECOVERYXLOG");
-    for name in [
-        "00000005.history",
-        "0000000100000000000000FE",
-        "RECOVERYXLOG",
-    ] {
-        let out = site.run(&["fetch", name, dest.to_str().unwrap()]).code(1);
-        assert!(
-            out.stderr.is_empty(),
-            "fetch of a missing file must be quiet: {}",
-            out.stderr
-        );
+fn fetch_of_a_missing_file_exits_1_quietly_but_a_missing_archive_stops_recovery() {
+    for store in [Store::File, Store::S3(S3Server::start())] {
+        let site = Site::new(store);
+        archived_segment(&site);
+        let dest = site.tmp.subdir("f").join("RECOVERYXLOG");
+        for name in [
+            "00000005.history",
+            "0000000100000000000000FE",
+            "RECOVERYXLOG",
+        ] {
+            let out = site.run(&["fetch", name, dest.to_str().unwrap()]).code(1);
+            assert!(
+                out.stderr.is_empty(),
+                "fetch of a missing file must be quiet: {}",
+                out.stderr
+            );
+        }
+        assert!(!dest.exists());
+
+        // An unmounted directory or a mistyped prefix: every file is "missing", and ending
+        // recovery there would silently lose everything after the backup.
+        let (setting, wrong) = match &site.bucket {
+            None => (
+                "WALG_FILE_PREFIX",
+                site.tmp.path().join("not-mounted").display().to_string(),
+            ),
+            Some(bucket) => ("WALG_S3_PREFIX", format!("s3://{bucket}/db/mistyped")),
+        };
+        site.tool()
+            .env(setting, &wrong)
+            .args(["fetch", "00000005.history", dest.to_str().unwrap()])
+            .run()
+            .code(200)
+            .one_line_error()
+            .stderr_has("holds no archive");
+        assert!(!dest.exists());
     }
-    assert!(!dest.exists());
 }
 
 #[test]

@@ -74,6 +74,11 @@ pub fn assert_common_commands(binary: &Path, tool: &str) {
     );
     let flag = run(&["config", "show", "--json", "--log-format", "json"]).success();
     let json: serde_json::Value = serde_json::from_str(&flag.stdout).unwrap();
+    assert_eq!(
+        json["OPS_LOG_FORMAT"],
+        serde_json::json!({"value": "json", "source": "flag"}),
+        "the global --log-format flag is a setting like any other"
+    );
     assert_eq!(json["OPS_LOG_LEVEL"]["source"], "default");
     assert!(
         json.as_object()

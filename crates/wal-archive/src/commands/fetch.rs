@@ -77,13 +77,19 @@ fn fetch(ctx: &Context, name: &str, destination: &Path, settings_args: &[String]
     let timeout = settings::command_timeout(&ctx.settings)?;
     let store = settings::open_store(&ctx.settings)?;
     let key = archive::wal_key(name);
-    let fetched = ops_common::cli::runtime_current_thread()
-        .block_on(async { tokio::time::timeout(timeout, store.get_bytes(&key)).await })
-        .map_err(|_| Error::Timeout(timeout))?;
-    let sealed = match fetched {
-        Ok(bytes) => bytes,
-        Err(e) if e.is_not_found() => return Ok(false),
-        Err(e) => return Err(e.into()),
+    let fetched = ops_common::cli::block_on_within(
+        ops_common::cli::runtime_current_thread(),
+        timeout,
+        async {
+            match store.get_bytes(&key).await {
+                Err(e) if e.is_not_found() => archive_exists(&*store).await.map(|()| None),
+                fetched => Ok(Some(fetched?)),
+            }
+        },
+    )
+    .ok_or(Error::Timeout(timeout))??;
+    let Some(sealed) = fetched else {
+        return Ok(false);
     };
     let data = codec
         .open(&sealed)
@@ -94,6 +100,21 @@ fn fetch(ctx: &Context, name: &str, destination: &Path, settings_args: &[String]
         prefetch.start(name, settings_args, concurrency);
     }
     Ok(true)
+}
+
+/// Makes sure the store holds an archive, so that "not found" means the file and not the whole
+/// archive: an unmounted directory or a mistyped prefix must stop recovery, not end it as if the
+/// archive had been read to its end.
+async fn archive_exists(store: &dyn ObjectStore) -> Result<()> {
+    match store.head(archive::ARCHIVE_KEY).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Err(Error::Integrity(format!(
+            "{} holds no archive ({} is missing); check WALG_FILE_PREFIX or WALG_S3_PREFIX",
+            store.describe(""),
+            archive::ARCHIVE_KEY
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn write_destination(destination: &Path, data: &[u8]) -> Result<()> {
@@ -190,18 +211,16 @@ pub fn prefetch(ctx: &Context, after: &str, count: usize) -> Result<u8> {
     let store = settings::open_store(&ctx.settings)?;
     let timeout = settings::command_timeout(&ctx.settings)?;
     let codec = settings::codec(&ctx.settings)?;
-    let fetched = ops_common::cli::runtime().block_on(async {
-        tokio::time::timeout(
-            timeout,
-            download_ahead(store, &codec, &prefetch.dir, after, count),
-        )
-        .await
-    });
+    let fetched = ops_common::cli::block_on_within(
+        ops_common::cli::runtime(),
+        timeout,
+        download_ahead(store, &codec, &prefetch.dir, after, count),
+    );
     let _ = std::fs::remove_file(&lock);
     match fetched {
-        Ok(Ok(n)) => tracing::debug!(after, segments = n, "prefetched"),
-        Ok(Err(e)) => tracing::debug!(after, "prefetch stopped: {}", ops_common::one_line(&e)),
-        Err(_) => tracing::debug!(after, "prefetch stopped after {timeout:?}"),
+        Some(Ok(n)) => tracing::debug!(after, segments = n, "prefetched"),
+        Some(Err(e)) => tracing::debug!(after, "prefetch stopped: {}", ops_common::one_line(&e)),
+        None => tracing::debug!(after, "prefetch stopped after {timeout:?}"),
     }
     Ok(exit::SUCCESS)
 }

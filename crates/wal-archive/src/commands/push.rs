@@ -68,29 +68,36 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
     } else {
         ops_common::cli::runtime()
     };
-    let outcome = runtime.block_on(async {
-        tokio::time::timeout(timeout, async {
-            let mut extra = tokio::task::JoinSet::new();
-            for other in others {
-                let (store, identity, state, codec) = (store.clone(), identity.clone(), state.clone(), codec.clone());
-                extra.spawn(async move {
-                    let result = push_ready(&*store, &state, &other, &codec, &identity).await;
-                    (other, result)
-                });
-            }
-            let main = push(&*store, name, &data, &codec, &identity).await;
-            while let Some(done) = extra.join_next().await {
-                match done {
-                    Ok((other, Ok(()))) => tracing::debug!(file = %other, "archived ahead of PostgreSQL's request"),
-                    Ok((other, Err(e))) => tracing::warn!(file = %other, "archiving ahead failed (PostgreSQL will ask again): {}", ops_common::one_line(&e)),
-                    Err(e) => tracing::warn!("archiving ahead failed: {e}"),
+    let outcome = ops_common::cli::block_on_within(runtime, timeout, async {
+        ensure_archive_identity(&*store, &identity).await?;
+        let mut extra = tokio::task::JoinSet::new();
+        for other in others {
+            let (store, identity, state, codec) = (
+                store.clone(),
+                identity.clone(),
+                state.clone(),
+                codec.clone(),
+            );
+            extra.spawn(async move {
+                let result = push_ready(&*store, &state, &other, &codec, &identity).await;
+                (other, result)
+            });
+        }
+        let main = push(&*store, name, &data, &codec).await;
+        while let Some(done) = extra.join_next().await {
+            match done {
+                Ok((other, Ok(()))) => {
+                    tracing::debug!(file = %other, "archived ahead of PostgreSQL's request");
                 }
+                Ok((other, Err(e))) => {
+                    tracing::warn!(file = %other, "archiving ahead failed (PostgreSQL will ask again): {}", ops_common::one_line(&e));
+                }
+                Err(e) => tracing::warn!("archiving ahead failed: {e}"),
             }
-            main
-        })
-        .await
+        }
+        main
     });
-    let outcome = outcome.map_err(|_| Error::Timeout(timeout))??;
+    let outcome = outcome.ok_or(Error::Timeout(timeout))??;
     let verb = match outcome {
         Pushed::Stored(stored) => format!("archived ({} → {stored} bytes)", data.len()),
         Pushed::AlreadyThere => "already archived with identical content".to_owned(),
@@ -153,7 +160,7 @@ async fn push_ready(
         .await
         .map_err(|e| Error::io(&path, e))?;
     check_segment(name, &data, identity)?;
-    push(store, name, &data, codec, identity).await?;
+    push(store, name, &data, codec).await?;
     state.write_marker(name, &Sha256Digest::of(&data))
 }
 
@@ -234,15 +241,9 @@ enum Pushed {
     AlreadyThere,
 }
 
-/// Archives `data` as `name`, unless the archive holds it already.
-async fn push(
-    store: &dyn ObjectStore,
-    name: &str,
-    data: &[u8],
-    codec: &Codec,
-    identity: &ArchiveInfo,
-) -> Result<Pushed> {
-    ensure_archive_identity(store, identity).await?;
+/// Archives `data` as `name`, unless the archive holds it already. The caller has checked that
+/// the archive is this cluster's ([`ensure_archive_identity`]).
+async fn push(store: &dyn ObjectStore, name: &str, data: &[u8], codec: &Codec) -> Result<Pushed> {
     let key = archive::wal_key(name);
     let id = codec.id(data);
     if let Some(header) = stored_header(store, &key).await? {
