@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -114,6 +114,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates a directory and its missing parents, flushing each parent so they survive a crash.
+/// Directories created are private (0700, whatever the umask): they hold archives, secrets or a
+/// data directory.
 ///
 /// # Errors
 /// When a directory cannot be created.
@@ -124,7 +126,7 @@ pub fn create_dir_all_durable(dir: &Path) -> Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_all_durable(parent)?;
     }
-    match std::fs::create_dir(dir) {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => sync_dir(parent_dir(dir)),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(Error::io(dir, e)),

@@ -426,6 +426,29 @@ async fn local_store_leaves_no_staged_files_after_a_failed_put() {
 }
 
 #[tokio::test]
+async fn local_store_objects_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let local = Local::new();
+    let store = local.store(StoreOptions::default());
+    // Under the usual umask of 022 the defaults would be 0644 and 0755: readable by every user.
+    store
+        .put("backups/b1/chunk", PutBody::from(vec![7; 100]))
+        .await
+        .unwrap();
+    let mode = |path: &str| {
+        std::fs::metadata(local.dir.path().join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("root/backups/b1/chunk"), 0o600);
+    assert_eq!(mode("root/backups/b1"), 0o700);
+    assert_eq!(mode("root/backups"), 0o700);
+    assert_eq!(mode("root"), 0o700);
+}
+
+#[tokio::test]
 async fn s3_object_carries_its_sha256_and_a_corrupt_one_fails_a_plain_read() {
     let s3 = S3::new();
     let store = s3.store(StoreOptions::default());

@@ -2,12 +2,14 @@
 //!
 //! A put writes `<root>/.tmp/<random>`, flushes it, renames it to `<root>/<key>` and flushes the
 //! directory, so an object is visible whole or not at all and survives a crash once `put` returns.
-//! Files are created with the process umask, like any other file the tool writes. The work runs on
+//! Files are private (0600) and directories 0700, whatever the umask: an archive holds a whole
+//! database, and a backup run from cron has the usual umask of 022. The work runs on
 //! blocking threads, bounded by the same per-attempt timeout as S3 calls so that a hung mount cannot
 //! hang a tool; local errors other than timeouts are not retried, since they do not go away by
 //! themselves.
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -100,6 +102,7 @@ impl LocalStore {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| AttemptError::permanent(format!("{}: {e}", path.display())))?;
         Ok((path, file))

@@ -7,8 +7,9 @@
 //!   object only when its upload completes (a failed multipart upload is aborted); the local store
 //!   writes a temporary file outside the key space, flushes it and renames it into place.
 //! - **Checksums are sent and verified.** Every S3 request body carries a Content-MD5 the server
-//!   checks; every object carries its SHA-256 in its metadata (`x-amz-meta-sha256`), checked when it is
-//!   read whole. Callers that recorded a SHA-256 (manifests) read with [`ObjectStore::get_verified`],
+//!   checks; every object whose content is known before its upload starts (bytes, files, streams
+//!   shorter than a part) carries its SHA-256 in its metadata (`x-amz-meta-sha256`), checked when it
+//!   is read whole. Callers that recorded a SHA-256 (manifests) read with [`ObjectStore::get_verified`],
 //!   which works on both stores.
 //! - **Every call is bounded.** Each attempt has a time limit, transient failures are retried a bounded
 //!   number of times with exponential backoff, and the error says whether the failure was
