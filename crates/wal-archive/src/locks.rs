@@ -34,7 +34,8 @@ impl Lock {
     /// exists (other than this one).
     ///
     /// # Errors
-    /// [`Error::Conflict`] when a conflicting lock is held (this lock is then released).
+    /// [`Error::Conflict`] when a conflicting lock is held, or the store fails (this lock is then
+    /// released).
     pub(crate) async fn take(
         store: &dyn ObjectStore,
         key: &str,
@@ -58,31 +59,13 @@ impl Lock {
         let lock = Self {
             key: key.to_owned(),
         };
-        for other in store.list(conflicting_prefix).await? {
-            if other.key == key {
-                continue;
+        match conflicting_lock(store, key, conflicting_prefix).await {
+            Ok(()) => Ok(lock),
+            Err(e) => {
+                lock.release(store).await;
+                Err(e)
             }
-            let Ok(bytes) = store.get_bytes(&other.key).await else {
-                continue;
-            };
-            let Ok(held) = serde_json::from_slice::<LockRecord>(&bytes) else {
-                continue;
-            };
-            if Utc::now() - held.time > STALE_AFTER {
-                tracing::warn!(lock = %other.key, since = %held.time, "ignoring a stale lock");
-                continue;
-            }
-            lock.release(store).await;
-            return Err(Error::Conflict(format!(
-                "{} holds {} (pid {} on {}, since {}); try again when it is done",
-                held.command,
-                other.key,
-                held.pid,
-                held.host,
-                held.time.format("%Y-%m-%d %H:%M:%S UTC")
-            )));
         }
-        Ok(lock)
     }
 
     /// Removes the lock object (a failure is logged: the lock goes stale in a day).
@@ -91,4 +74,39 @@ impl Lock {
             tracing::warn!(lock = %self.key, "could not remove the lock: {}", ops_common::one_line(&e));
         }
     }
+}
+
+/// Fails when a fresh lock other than `own` is held under `prefix`. A lock that cannot be read
+/// counts as held: failing open here would let a delete remove chunks a running backup reuses.
+async fn conflicting_lock(store: &dyn ObjectStore, own: &str, prefix: &str) -> Result<()> {
+    for other in store.list(prefix).await? {
+        if other.key == own {
+            continue;
+        }
+        let bytes = match store.get_bytes(&other.key).await {
+            Ok(bytes) => bytes,
+            // Released since the listing.
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let held = serde_json::from_slice::<LockRecord>(&bytes).map_err(|e| {
+            Error::Conflict(format!(
+                "{} is a lock that cannot be read ({e}); remove it if no backup or delete is running",
+                store.describe(&other.key)
+            ))
+        })?;
+        if Utc::now() - held.time > STALE_AFTER {
+            tracing::warn!(lock = %other.key, since = %held.time, "ignoring a stale lock");
+            continue;
+        }
+        return Err(Error::Conflict(format!(
+            "{} holds {} (pid {} on {}, since {}); try again when it is done",
+            held.command,
+            other.key,
+            held.pid,
+            held.host,
+            held.time.format("%Y-%m-%d %H:%M:%S UTC")
+        )));
+    }
+    Ok(())
 }
