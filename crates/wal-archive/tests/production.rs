@@ -436,6 +436,11 @@ fn drill_restores_checks_reports_and_cleans_up() {
     );
     write_setting(&site.envdir, "OPS_METRICS_DIR", metrics.to_str().unwrap());
     insert_batch(&site, 1, 300);
+    // As on Debian, where they live in /etc/postgresql: the backup has no configuration files,
+    // and the drill's scratch copy must start all the same. (The running server read them at start.)
+    for name in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
+        std::fs::remove_file(site.primary.data_dir().join(name)).unwrap();
+    }
     site.run(&["backup"]).success();
     insert_batch(&site, 2, 300);
 

@@ -145,6 +145,7 @@ fn drill(
         &options,
         concurrency,
     ))?;
+    write_missing_configuration(&pgdata)?;
     let restore_seconds = started.elapsed().as_secs_f64();
     let bindir = restore::pg_bindir(ctx, info.pg_version);
     let connect = only_host(&settings::pg_config(&ctx.settings)?, scratch.path(), port);
@@ -163,6 +164,29 @@ fn drill(
         recovered_to: reached.last_transaction,
         check_result,
     })
+}
+
+/// Gives the scratch copy a `postgresql.conf` and a `pg_hba.conf` when the backup has none: Debian
+/// keeps them in `/etc/postgresql`, outside the data directory a backup copies. The copy's settings
+/// are in `postgresql.auto.conf`; it listens only on a socket in its private (0700) scratch
+/// directory, so trusting local connections lets in no one but this user.
+fn write_missing_configuration(pgdata: &Path) -> Result<()> {
+    for (name, content) in [
+        (
+            "postgresql.conf",
+            "# Written by wal-archive drill: the settings are in postgresql.auto.conf.\n",
+        ),
+        (
+            "pg_hba.conf",
+            "# Written by wal-archive drill: only the scratch copy's private socket.\nlocal all all trust\n",
+        ),
+    ] {
+        let path = pgdata.join(name);
+        if !path.exists() {
+            ops_common::fsutil::write_atomic(&path, content.as_bytes(), 0o600)?;
+        }
+    }
+    Ok(())
 }
 
 /// A connection config to the scratch socket only (tokio-postgres adds hosts rather than
