@@ -45,7 +45,8 @@ fn archiving_survives_a_faulty_network_and_killed_pushes() {
     );
     write_setting(&site.envdir, "AWS_ENDPOINT", &proxy.endpoint());
 
-    // Every fourth push is killed with SIGKILL 20 ms after it starts, half-way through its work.
+    // Every fourth push is killed with SIGKILL 20 to 320 ms after it starts: in its start-up, while
+    // it reads or compresses, or during an upload slowed by the proxy.
     let killer = site.tmp.subdir("bin").join("sometimes-killed-push");
     let counter = site.tmp.subdir("bin").join("pushes");
     std::fs::write(&counter, "0").unwrap();
@@ -56,7 +57,8 @@ fn archiving_survives_a_faulty_network_and_killed_pushes() {
             "#!/bin/sh\n\
              n=$(cat {counter}); echo $((n + 1)) > {counter}\n\
              if [ $((n % 4)) -eq 1 ]; then\n\
-               timeout -s KILL 0.02 {bin} --envdir {env} push \"$1\"\n\
+               ms=$((20 + n * 37 % 300))\n\
+               timeout -s KILL \"0.$(printf %03d $ms)\" {bin} --envdir {env} push \"$1\"\n\
                exit $?\n\
              fi\n\
              exec {bin} --envdir {env} push \"$1\"\n",
