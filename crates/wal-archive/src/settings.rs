@@ -37,14 +37,14 @@ pub const WALG_COMPRESSION_METHOD: Setting = Setting::new(
 /// Parallel uploads in `backup`.
 pub const WALG_UPLOAD_CONCURRENCY: Setting = Setting::new(
     "WALG_UPLOAD_CONCURRENCY",
-    "Files read, compressed and uploaded at the same time by `backup`.",
+    "Uploads at the same time: files read, compressed and uploaded by `backup`; segments a `push` archives, counting those it archives ahead of PostgreSQL's request.",
 )
 .default("4");
 
 /// Parallel downloads in `restore`.
 pub const WALG_DOWNLOAD_CONCURRENCY: Setting = Setting::new(
     "WALG_DOWNLOAD_CONCURRENCY",
-    "Chunks downloaded and written at the same time by `restore`.",
+    "Downloads at the same time: chunks by `restore` and `drill`, objects re-read by `verify`; also how many segments a `fetch` prefetches.",
 )
 .default("8");
 
@@ -82,7 +82,7 @@ pub const PGPASSWORD: Setting = Setting::new(
 /// Bound on one push or fetch.
 pub const WAL_ARCHIVE_TIMEOUT: Setting = Setting::new(
     "WAL_ARCHIVE_TIMEOUT",
-    "Seconds a `push` or `fetch` may take in all, retries included; past it the command fails (push: status 1, so PostgreSQL retries; fetch: status 200, so recovery stops) instead of hanging.",
+    "Seconds a `push` or `fetch` may take in all, retries included; past it the command fails (push: status 7, so PostgreSQL retries; fetch: status 200, so recovery stops) instead of hanging.",
 )
 .default("120");
 
@@ -102,7 +102,7 @@ pub const WAL_ARCHIVE_DRILL_DIR: Setting = Setting::new(
 /// age public keys to encrypt to.
 pub const WAL_ARCHIVE_AGE_RECIPIENTS: Setting = Setting::new(
     "WAL_ARCHIVE_AGE_RECIPIENTS",
-    "age X25519 public keys (`age1…`, separated by commas or spaces): every stored object is compressed, then encrypted to them. The server needs only these to archive.",
+    "age X25519 public keys (`age1…`, separated by commas or spaces): every stored object is compressed, then encrypted to them. The server needs only these to archive. The stored names are derived from this list: with more than one key, hosts that read the archive set it too, next to their identity file.",
 );
 
 /// age private keys, to read an encrypted archive.
