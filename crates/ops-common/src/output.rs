@@ -53,3 +53,30 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), OutputError> {
     text.push('\n');
     print(&text)
 }
+
+/// A size for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
+#[must_use]
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod human_bytes_tests {
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(super::human_bytes(512), "512 B");
+        assert_eq!(super::human_bytes(1536), "1.5 KiB");
+        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
+    }
+}

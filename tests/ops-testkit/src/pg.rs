@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use crate::{TempDir, command_as_postgres, free_port};
 
@@ -95,19 +94,6 @@ impl PgCluster {
         cluster
     }
 
-    /// Takes over an existing data directory (a restored backup) inside `dir`, on a new port, and
-    /// writes the port and socket settings; does not start it.
-    pub fn adopt(dir: TempDir, data: PathBuf) -> Self {
-        let mut cluster = Self {
-            port: free_port(),
-            data,
-            dir,
-            running: false,
-        };
-        cluster.configure(&[]);
-        cluster
-    }
-
     /// Appends settings to `postgresql.conf`; the port and sockets are always this cluster's.
     fn configure(&mut self, extra: &[(String, String)]) {
         use std::fmt::Write as _;
@@ -154,23 +140,6 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
-    }
-
-    /// Starts the server without waiting: for restored clusters that may stop on their own.
-    ///
-    /// # Panics
-    /// If `pg_ctl` cannot be run.
-    pub fn start_server_nowait(&mut self) {
-        let log = self.log_path();
-        let status = command_as_postgres(bindir().join("pg_ctl"))
-            .args(["-D"])
-            .arg(&self.data)
-            .args(["-l"])
-            .arg(&log)
-            .args(["-W", "start"])
-            .status()
-            .expect("pg_ctl start");
-        self.running = status.success();
     }
 
     /// Stops the server (fast shutdown: a checkpoint, then exit).
@@ -296,32 +265,6 @@ impl PgCluster {
             file.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-
-    /// Waits until `pg_is_in_recovery()` is false (a restored cluster has finished recovery and
-    /// been promoted), or panics after `timeout` with the server log.
-    ///
-    /// # Panics
-    /// On timeout.
-    pub fn wait_for_promotion(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let done = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
-                .and_then(|mut c| {
-                    c.query_one("select pg_is_in_recovery()", &[])
-                        .map(|r| !r.get::<_, bool>(0))
-                })
-                .unwrap_or(false);
-            if done {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "recovery did not finish in {timeout:?}\nserver log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 
     fn log_path(&self) -> PathBuf {

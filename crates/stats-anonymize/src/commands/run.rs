@@ -7,6 +7,7 @@ use std::time::Instant;
 use ops_common::cli::Context;
 use ops_common::exit;
 use ops_common::metrics::Metrics;
+use ops_common::output::human_bytes;
 
 use crate::commands::load_rules;
 use crate::engine::{self, Cancel, Job, Report};
@@ -229,22 +230,6 @@ fn metrics(outcome: std::result::Result<&Report, &Error>, started: Instant) -> M
     m
 }
 
-/// `1.5 MiB`-style sizes.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// The summary for people: one line per table, then the totals.
 fn summary(report: &Report) -> String {
     let width = report
@@ -329,12 +314,5 @@ mod tests {
             &parse("postgresql://a@localhost:5433/alaveteli"),
             &parse("postgresql://a@localhost/alaveteli")
         ));
-    }
-
-    #[test]
-    fn sizes_for_people() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

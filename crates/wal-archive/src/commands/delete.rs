@@ -11,11 +11,11 @@ use std::fmt::Write as _;
 
 use ops_common::cli::Context;
 use ops_common::exit;
+use ops_common::output::human_bytes;
 use ops_common::storage::{ObjectStore, Sha256Digest};
 use serde::Serialize;
 
 use crate::archive::{self, BACKUP_MARKER};
-use crate::commands::list::human_bytes;
 use crate::commands::verify::list_wal;
 use crate::error::{Error, Result};
 use crate::locks::Lock;

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use ops_common::cli::Context;
 use ops_common::exit;
+use ops_common::output::human_bytes;
 
 use crate::error::Result;
 use crate::manifest::list_backups;
@@ -42,30 +43,4 @@ pub fn run(ctx: &Context, json: bool) -> Result<u8> {
     }
     ops_common::output::print(&out)?;
     Ok(exit::SUCCESS)
-}
-
-/// `1.5 GiB`-style sizes for tables meant for people.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn human_bytes_reads_well() {
-        assert_eq!(super::human_bytes(512), "512 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
-    }
 }
