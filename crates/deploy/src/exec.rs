@@ -37,7 +37,7 @@ impl Output {
         self.code == Some(0)
     }
 
-    /// "exited with status N: <last lines of output>", for messages (mask before showing).
+    /// "exited with status N: `last lines of output`", for messages (mask before showing).
     pub fn failure(&self, what: &str) -> String {
         let status = match self.code {
             Some(c) => format!("exited with status {c}"),

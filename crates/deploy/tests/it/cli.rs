@@ -51,6 +51,17 @@ fn bad_input_is_one_line_with_a_documented_status() {
         .run()
         .code(4)
         .one_line_error();
+    let out = site
+        .cmd(["apply", "staging", "--host", "nope"])
+        .run()
+        .code(2)
+        .one_line_error();
+    assert!(
+        out.stderr
+            .contains("--host nope: no such host in environment staging (hosts: stage1)"),
+        "{}",
+        out.stderr
+    );
     site.write(
         "group_vars/staging/vault.yml",
         &vault_tool::format::encrypt(b"vault_x: secret-value\n", b"another password", None)

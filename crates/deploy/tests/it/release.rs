@@ -261,3 +261,46 @@ fn a_git_checkout_follows_its_reference_and_discards_local_changes() {
     site.apply_live(&[]).success();
     assert_eq!(head(), v1);
 }
+
+/// An HTTP server on 127.0.0.1 answering every request with `status`, until the test ends.
+fn http_server(status: u16) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} Status\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn an_http_health_check_decides_whether_the_release_stays() {
+    let (site, repo, app) = release_site("deploy-http-health");
+    let up = http_server(200);
+    let down = http_server(503);
+    let plan = std::fs::read_to_string(site.cfg().join("plan/release.yml")).unwrap();
+    let with_url = |port: u16| {
+        plan.replace(
+            "command: \"test ! -f BROKEN\"",
+            &format!("url: \"http://127.0.0.1:{port}/health/controls\""),
+        )
+    };
+    site.write("plan/release.yml", &with_url(up));
+    let first = repo.commit(&[("README", "one\n")], "one");
+    site.apply_live(&[]).success();
+    assert_eq!(live_revision(&app), first);
+    site.write("plan/release.yml", &with_url(down));
+    repo.commit(&[("README", "two\n")], "two");
+    let out = site.apply_live(&[]).code(1);
+    assert!(out.stdout.contains("answered 503"), "{}", out.stdout);
+    assert!(out.stdout.contains("switched back"), "{}", out.stdout);
+    assert_eq!(live_revision(&app), first);
+}
