@@ -21,7 +21,7 @@ use vault_tool::cli::PasswordArgs;
         the plan on this machine, and applies it locally or over SSH.",
     after_help = "Exit statuses: 0 done, 1 a resource failed (or `diff` found differences that are not allowed), \
         3 invalid configuration, 4 unknown environment or nothing to roll back, 10 a host could not be reached, \
-        11 wrong vault password; the full table is in docs/operations.md."
+        11 wrong vault password; the full table is in docs/deploy.md."
 )]
 pub struct Cli {
     /// Flags every tool takes.
@@ -128,4 +128,14 @@ pub(crate) struct DiffArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) source: SourceArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }
