@@ -74,9 +74,20 @@ impl Sshd {
     }
 
     /// The inventory entry of a host reached through this sshd.
-    fn host_entry(&self, remote_dir: &Path) -> String {
+    /// Writes an inventory whose `staging` is one host, `remote1`, reached through this sshd.
+    fn write_inventory(&self, site: &Site, remote_dir: &Path, become_root: bool) {
+        site.write(
+            "inventory.yml",
+            &format!(
+                "environments:\n  staging:\n    hosts:\n      remote1: {}\n",
+                self.host_entry(remote_dir, become_root)
+            ),
+        );
+    }
+
+    fn host_entry(&self, remote_dir: &Path, become_root: bool) -> String {
         format!(
-            "{{transport: ssh, host: 127.0.0.1, port: {}, user: root, identity_file: {d}/user_key, remote_dir: {r}, ssh_options: [UserKnownHostsFile={d}/known_hosts, StrictHostKeyChecking=yes]}}",
+            "{{transport: ssh, host: 127.0.0.1, port: {}, user: root, become: {become_root}, identity_file: {d}/user_key, remote_dir: {r}, ssh_options: [UserKnownHostsFile={d}/known_hosts, StrictHostKeyChecking=yes]}}",
             self.port,
             d = self.dir.display(),
             r = remote_dir.display()
@@ -121,13 +132,7 @@ fn a_plan_is_applied_over_ssh_by_a_copied_binary_and_results_stream_back() {
     let site = Site::new("deploy-ssh");
     let sshd = Sshd::start(&site.scratch("sshd"));
     let remote_dir = site.scratch("remote-bin");
-    site.write(
-        "inventory.yml",
-        &format!(
-            "environments:\n  staging:\n    hosts:\n      remote1: {}\n",
-            sshd.host_entry(&remote_dir)
-        ),
-    );
+    sshd.write_inventory(&site, &remote_dir, false);
     site.write(
         "group_vars/all/vars.yml",
         "db_password: \"{{ vault_db_password }}\"\n",
@@ -217,9 +222,16 @@ fn a_plan_is_applied_over_ssh_by_a_copied_binary_and_results_stream_back() {
         before
     );
 
-    // Another build on the host is replaced.
+    // Another build on the host is replaced; with `become`, the remote deploy runs through
+    // `sudo -n` (root's sudo needs no password).
     std::fs::write(&copied, "#!/bin/sh\necho deploy 0.0.0\n").unwrap();
-    apply(&[]).success();
+    sshd.write_inventory(&site, &remote_dir, true);
+    let out = apply(&[]).success();
+    assert!(
+        out.stdout.contains("remote1: 3 ok, 0 changed"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         std::fs::read(&copied).unwrap(),
         std::fs::read(&binary).unwrap()
