@@ -1,4 +1,20 @@
-//! `deploy`: idempotent configuration and releases of an Alaveteli site, run from CI.
+//! `deploy`: idempotent configuration and releases of an Alaveteli site, run from CI; it replaces
+//! the ansible playbook the site's pipeline ran (see `docs/deploy.md`).
+//!
+//! The flow of `apply`:
+//! 1. [`config`] reads the configuration directory (an ansible-like tree) and its inventory;
+//! 2. [`vars`] reads the variables in layers, decrypts the vaults in memory with vault-tool's
+//!    library and renders every variable ([`template`]: Jinja2 through minijinja, strict);
+//! 3. [`plan`] parses the typed resources of `plan/*.yml` and compiles them for one host into a
+//!    [`model::Plan`]: everything rendered, checked, and no secret on a command line or in a
+//!    world-readable file;
+//! 4. [`transport`] applies that plan here ([`apply`], one module per kind in [`resources`]) or
+//!    sends it over SSH to the same binary on the host (`deploy apply-plan`), and streams
+//!    [`model::Event`]s back; [`report`] prints them.
+//!
+//! Every secret value is masked ([`secrets`]) in whatever is shown. `deploy` does not manage users
+//! and groups, does not render templates on the hosts, applies hosts one after the other, and
+//! never restarts PostgreSQL by itself.
 
 pub mod accounts;
 pub mod apply;
