@@ -86,7 +86,12 @@ pub(crate) fn run(
             TransportKind::Ssh => "ssh",
         };
         printer.start_host(&host.name, transport);
-        transport::apply(&host, plan, &binary, &mut |event| printer.event(event))?;
+        if let Err(e) = transport::apply(&host, plan, &binary, &mut |event| printer.event(event)) {
+            // What the hosts before did is still reported (the JSON document for CI too); the
+            // error follows on stderr.
+            let _ = printer.finish();
+            return Err(e);
+        }
     }
     let total = printer.finish()?;
     Ok(if total.failed > 0 {

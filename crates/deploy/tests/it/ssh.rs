@@ -249,7 +249,11 @@ fn an_unreachable_host_is_a_one_line_transport_error() {
         ),
     );
     site.write("plan/a.yml", "resources:\n  - directory: /srv/app\n");
-    let out = site.apply_root(&[]).code(10).one_line_error();
+    let out = site.apply_root(&["--json"]).code(10).one_line_error();
+    // The JSON document still comes, with what was done before the error.
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["hosts"][0]["host"], "down1");
+    assert_eq!(doc["hosts"][0]["results"].as_array().unwrap().len(), 0);
     assert!(
         out.stderr
             .contains("down1: checking the deploy binary: ssh exited with status 255"),
