@@ -415,3 +415,52 @@ fn absent_files_directories_and_links_are_removed() {
     let out = site.apply_root(&[]).success();
     assert!(out.stdout.contains("5 ok, 0 changed"), "{}", out.stdout);
 }
+
+#[test]
+fn when_src_and_the_layers_of_variables() {
+    let site = Site::new("deploy-layers");
+    site.write(
+        "inventory.yml",
+        "environments:\n  staging:\n    hosts:\n      stage1: {transport: local, vars: {layer: host, workers: 3}}\n  production:\n    hosts:\n      web1: {transport: local}\n",
+    );
+    site.write(
+        "group_vars/all/vars.yml",
+        "layer: all\nworkers: 1\nname: foi\n",
+    );
+    site.write(
+        "group_vars/staging/vars.yml",
+        "layer: staging\nname: foi-staging\n",
+    );
+    std::fs::create_dir_all(site.cfg().join("files")).unwrap();
+    std::fs::write(
+        site.cfg().join("files/logo.png"),
+        [0x89, b'P', b'N', b'G', 0, 0xff],
+    )
+    .unwrap();
+    site.write(
+        "plan/a.yml",
+        "resources:\n  - file: /etc/layers\n    content: \"{{ layer }} {{ workers }} {{ name }} {{ env }} {{ inventory_hostname }}\\n\"\n  - file: /srv/logo.png\n    src: logo.png\n  - directory: /srv/production-only\n    when: \"env == 'production'\"\n  - directory: /srv/staging-only\n    when: \"{{ env == 'staging' }}\"\n",
+    );
+    std::fs::write(site.scratch("extra.yml"), "workers: 9\n").unwrap();
+    let extra = site.scratch("extra.yml");
+    let out = site.apply_root(&["-e", extra.to_str().unwrap()]).success();
+    assert!(
+        out.stdout
+            .contains("skipped      directory        /srv/production-only  (when: false)"),
+        "{}",
+        out.stdout
+    );
+    let root = site.root();
+    // Host vars above the environment's, -e above everything.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/layers")).unwrap(),
+        "host 9 foi-staging staging stage1\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("srv/logo.png")).unwrap(),
+        [0x89, b'P', b'N', b'G', 0, 0xff],
+        "src is copied byte for byte"
+    );
+    assert!(root.join("srv/staging-only").is_dir());
+    assert!(!root.join("srv/production-only").exists());
+}
