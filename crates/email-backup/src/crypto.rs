@@ -44,6 +44,16 @@ impl RepoKey {
         }
     }
 
+    /// From 64 raw bytes in restic's order: AES-256 key, Poly1305 `k`, Poly1305 `r` (the layout of
+    /// a key derived from a password by scrypt).
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        let mut key = aes256ctr_poly1305aes::Key::default();
+        key.copy_from_slice(bytes);
+        Self {
+            cipher: Aes256CtrPoly1305Aes::new(&key),
+        }
+    }
+
     /// Encrypts: nonce, ciphertext, MAC.
     ///
     /// # Panics

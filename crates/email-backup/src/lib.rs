@@ -19,6 +19,7 @@ mod cli;
 pub mod commands;
 pub mod crypto;
 mod error;
+pub mod keys;
 pub mod lock;
 pub mod progress;
 pub mod repo;

@@ -109,7 +109,7 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn username(uid: u32) -> String {
+pub(crate) fn username(uid: u32) -> String {
     std::fs::read_to_string("/etc/passwd")
         .ok()
         .and_then(|text| {

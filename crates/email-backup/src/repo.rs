@@ -147,7 +147,14 @@ impl Connection {
                 &ConfigOptions::default(),
             )
             .map_err(|e| Error::rustic("creating the repository", &e))?;
-        let key = RepoKey::new(&repo.key());
+        let master = repo.key();
+        self.runtime
+            .block_on(crate::keys::replace_with_restic_params(
+                &*self.store,
+                &master,
+                password,
+            ))?;
+        let key = RepoKey::new(&master);
         Ok(Open {
             conn: self,
             repo,

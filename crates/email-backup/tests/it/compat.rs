@@ -4,6 +4,7 @@
 
 use crate::support::{Env, Store, alaveteli_corpus, assert_same_tree, under};
 use ops_testkit::S3Server;
+use sha2::Digest as _;
 
 fn round_trip(env: &Env) {
     let src = env.dir("site").join("raw_emails");
@@ -227,4 +228,30 @@ fn one_raw_email_restores_alone_and_existing_files_are_kept() {
     .code(4)
     .one_line_error()
     .stderr_has("/no/such/mail is not in snapshot");
+}
+
+#[test]
+fn init_writes_one_key_with_restics_scrypt_parameters() {
+    let env = Env::new(Store::Local);
+    env.run(&["init"]).success();
+    let keys = crate::support::walk(&std::path::Path::new(&env.repository).join("keys"));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let key: serde_json::Value = serde_json::from_slice(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    // restic 0.14's calibration here (32 MiB per open), not rustic_core's 2^17 (128 MiB).
+    assert_eq!(
+        (&key["kdf"], &key["N"], &key["r"], &key["p"]),
+        (
+            &serde_json::json!("scrypt"),
+            &serde_json::json!(32768),
+            &serde_json::json!(8),
+            &serde_json::json!(2)
+        )
+    );
+    // restic opens it with the password; email-backup too.
+    env.run_restic(&["snapshots"]).success();
+    env.run(&["snapshots"]).success();
+    // The key file's name is its SHA-256, as restic names it.
+    let name = keys[0].file_name().unwrap().to_str().unwrap();
+    let digest = sha2::Sha256::digest(std::fs::read(&keys[0]).unwrap());
+    assert_eq!(name, hex::encode(digest));
 }

@@ -95,7 +95,7 @@ fn a_stale_lock_does_not_block_and_prune_removes_it() {
     env.run(&["init"]).success();
     let src = env.dir("site").join("raw_emails");
     alaveteli_corpus(&src, 20, 13);
-    // A lock left by a process that no longer runs on this host: restic's `sh -c` exits at once.
+    // A lock left by a process that no longer runs on this host: a restic killed outright.
     let mut restic = env
         .restic_process()
         .args(["backup", "--stdin", "--stdin-filename", "x"])

@@ -125,11 +125,12 @@ impl Env {
         out
     }
 
-    /// The lock files.
+    /// The lock files, once written: restic creates a lock file empty and then writes it, and an
+    /// empty lock file is ignored by restic and email-backup alike.
     pub(crate) fn locks(&self) -> Vec<PathBuf> {
         walk(&self.repo_dir().join("locks"))
             .into_iter()
-            .filter(|p| p.is_file())
+            .filter(|p| p.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
             .collect()
     }
 
@@ -139,12 +140,12 @@ impl Env {
     }
 }
 
-/// Waits (up to a minute) until `ready` holds.
+/// Waits (up to three minutes: the machine may be busy) until `ready` holds.
 ///
 /// # Panics
 /// When it never does.
 pub(crate) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(3);
     while !ready() {
         assert!(
             std::time::Instant::now() < deadline,
