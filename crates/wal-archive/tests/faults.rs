@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use ops_testkit::{Fault, FaultProxy, S3Server, free_port, pg_bindir};
-use support::{Restored, Site, Store, write_setting};
+use ops_testkit::{Fault, FaultProxy, S3Server, pg_bindir};
+use support::{Site, Store, write_setting};
 
 const LOAD_SECONDS: u32 = 60;
 
@@ -114,19 +114,6 @@ fn archiving_survives_a_faulty_network_and_killed_pushes() {
     assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
 
     let expected = table_checksums(&mut primary);
-    let data = site.restore_dir("after-faults");
-    let port = free_port();
-    site.run(&[
-        "restore",
-        "--pgdata",
-        data.to_str().unwrap(),
-        "--latest",
-        "--start",
-        "--no-archive",
-        "--port",
-        &port.to_string(),
-    ])
-    .success();
-    let restored = Restored { data, port };
+    let restored = site.restore_latest("after-faults");
     assert_eq!(table_checksums(&mut restored.connect()), expected);
 }

@@ -6,8 +6,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ops_testkit::free_port;
-use support::{Restored, Site, Store, batches, write_setting};
+use support::{Site, Store, batches, write_setting};
 
 fn insert_batch(site: &Site, batch: i32, rows: i32) {
     let mut client = site.primary.connect("postgres");
@@ -25,23 +24,6 @@ fn insert_batch(site: &Site, batch: i32, rows: i32) {
 
 fn json(out: &ops_testkit::Output) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
-
-fn restore_latest(site: &Site, dir: &str) -> Restored {
-    let data = site.restore_dir(dir);
-    let port = free_port();
-    site.run(&[
-        "restore",
-        "--pgdata",
-        data.to_str().unwrap(),
-        "--latest",
-        "--start",
-        "--no-archive",
-        "--port",
-        &port.to_string(),
-    ])
-    .success();
-    Restored { data, port }
 }
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -151,7 +133,7 @@ fn retention_keeps_the_newest_by_end_time_and_what_they_need() {
     let listed = json(&site.run(&["list", "--json"]).success());
     assert_eq!(listed.as_array().unwrap().len(), 1);
     site.run(&["verify"]).success();
-    let restored = restore_latest(&site, "after-retention");
+    let restored = site.restore_latest("after-retention");
     assert_eq!(batches(&mut restored.connect()), vec![1, 2, 3]);
     site.run(&["delete", "--retain", "0"]).code(2);
 }
@@ -187,7 +169,7 @@ fn an_unchanged_database_costs_almost_nothing_to_back_up_again() {
     // The first backup can go: the second one restores on its own.
     site.run(&["delete", "--retain", "1", "--confirm"])
         .success();
-    let restored = restore_latest(&site, "incremental");
+    let restored = site.restore_latest("incremental");
     let rows: i64 = restored
         .connect()
         .query_one("select count(*) from big", &[])
@@ -254,7 +236,7 @@ fn an_encrypted_archive_holds_no_plaintext_and_restores_with_the_private_key() {
         key_file.to_str().unwrap(),
     );
     site.run(&["verify"]).success();
-    let restored = restore_latest(&site, "decrypted");
+    let restored = site.restore_latest("decrypted");
     let count: i64 = restored
         .connect()
         .query_one("select count(*) from secrets where email = $1", &[&canary])
@@ -277,7 +259,7 @@ fn a_passphrase_archive_round_trips() {
     insert_batch(&site, 1, 100);
     site.run(&["backup"]).success();
     insert_batch(&site, 2, 100);
-    let restored = restore_latest(&site, "passphrase");
+    let restored = site.restore_latest("passphrase");
     assert_eq!(batches(&mut restored.connect()), vec![1, 2]);
     let out = site.run(&["config", "show"]).success();
     assert!(

@@ -93,6 +93,25 @@ impl Site {
         self.tool().args(args.iter().copied()).run()
     }
 
+    /// Restores the newest backup to the end of the archive into a fresh directory, starts it on a
+    /// free port without archiving, and waits for recovery to finish.
+    pub(crate) fn restore_latest(&self, dir: &str) -> Restored {
+        let data = self.restore_dir(dir);
+        let port = ops_testkit::free_port();
+        self.run(&[
+            "restore",
+            "--pgdata",
+            data.to_str().unwrap(),
+            "--latest",
+            "--start",
+            "--no-archive",
+            "--port",
+            &port.to_string(),
+        ])
+        .success();
+        Restored { data, port }
+    }
+
     /// Ends the current segment and waits until the archiver has archived it.
     pub(crate) fn switch_and_wait_archived(&self, cluster_url: &str) {
         let mut client = postgres::Client::connect(cluster_url, postgres::NoTls).unwrap();
