@@ -8,6 +8,8 @@
 //!   restic's object layout.
 //! - [`lock`] writes restic's lock files, which `rustic_core` does not, so email-backup and restic can
 //!   work on one repository without a prune deleting what a backup is writing.
+//! - [`keys`] writes the first key with restic's scrypt parameters (32 MiB per open instead of
+//!   `rustic_core`'s 128 MiB).
 //! - [`restore`] is email-backup's own, bounded in memory and reporting damaged files instead of
 //!   stopping (`rustic_core`'s restore peaked at ~1.8 GB and panics on a read error).
 //!
