@@ -185,14 +185,40 @@ impl Codec {
     }
 
     /// Seals content whose identity is already known.
+    pub fn seal_with_id(&self, data: &[u8], id: Sha256Digest) -> Vec<u8> {
+        match &self.age {
+            None => archive::seal_with_digest(data, id, self.compression),
+            Some(keys) => Self::encrypt(keys, id, &archive::seal(data, self.compression)),
+        }
+    }
+
+    /// Seals content, returning its identity and the object's bytes. The content is hashed while
+    /// it is compressed (see [`archive::hash_while_compressing`]).
+    pub fn seal(&self, data: &[u8]) -> (Sha256Digest, Vec<u8>) {
+        let size = data.len();
+        match &self.age {
+            None => {
+                let (id, payload) =
+                    archive::hash_while_compressing(data, self.compression, Sha256Digest::of);
+                let sealed = archive::seal_compressed(id, size, self.compression, &payload);
+                (id, sealed)
+            }
+            Some(keys) => {
+                let ((id, sha256), payload) =
+                    archive::hash_while_compressing(data, self.compression, |data| {
+                        (self.id(data), Sha256Digest::of(data))
+                    });
+                let inner = archive::seal_compressed(sha256, size, self.compression, &payload);
+                (id, Self::encrypt(keys, id, &inner))
+            }
+        }
+    }
+
+    /// The encrypted envelope of `inner` (a plain envelope), under identity `id`.
     ///
     /// # Panics
     /// Never in practice: encrypting into memory cannot fail.
-    pub fn seal_with_id(&self, data: &[u8], id: Sha256Digest) -> Vec<u8> {
-        let Some(keys) = &self.age else {
-            return archive::seal_with_digest(data, id, self.compression);
-        };
-        let inner = archive::seal(data, self.compression);
+    fn encrypt(keys: &AgeKeys, id: Sha256Digest, inner: &[u8]) -> Vec<u8> {
         let header = Header::Encrypted {
             encryption: "age".to_owned(),
             id,
@@ -211,15 +237,9 @@ impl Codec {
         let mut writer = encryptor
             .wrap_output(&mut out)
             .expect("writing into memory");
-        std::io::Write::write_all(&mut writer, &inner).expect("writing into memory");
+        std::io::Write::write_all(&mut writer, inner).expect("writing into memory");
         writer.finish().expect("writing into memory");
         out
-    }
-
-    /// Seals content, returning its identity and the object's bytes.
-    pub fn seal(&self, data: &[u8]) -> (Sha256Digest, Vec<u8>) {
-        let id = self.id(data);
-        (id, self.seal_with_id(data, id))
     }
 
     /// Opens an object: decrypts if needed, decompresses, and checks the content against the

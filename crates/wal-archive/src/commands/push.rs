@@ -245,7 +245,9 @@ enum Pushed {
 /// the archive is this cluster's ([`ensure_archive_identity`]).
 async fn push(store: &dyn ObjectStore, name: &str, data: &[u8], codec: &Codec) -> Result<Pushed> {
     let key = archive::wal_key(name);
-    let id = codec.id(data);
+    // Compressed before knowing whether the archive has it already: that is the rare case, and
+    // hashing and compressing together is what makes the common one fast.
+    let (id, sealed) = codec.seal(data);
     if let Some(header) = stored_header(store, &key).await? {
         let (stored_id, stored_size) = Codec::stored_id(&header);
         if stored_id == id && stored_size.is_none_or(|size| size == data.len() as u64) {
@@ -255,7 +257,6 @@ async fn push(store: &dyn ObjectStore, name: &str, data: &[u8], codec: &Codec) -
             "{name} is already archived with different content (identity {stored_id}; this file: {id}); refusing to overwrite"
         )));
     }
-    let sealed = codec.seal_with_id(data, id);
     let stored = sealed.len() as u64;
     store.put(&key, PutBody::from(sealed)).await?;
     Ok(Pushed::Stored(stored))
