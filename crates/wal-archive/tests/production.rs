@@ -300,7 +300,7 @@ fn push_archives_ready_segments_ahead_and_trusts_only_matching_records() {
         .count();
     assert!(ready >= 5, "{ready} segments waiting");
 
-    // A stale record with the wrong checksum for one waiting segment: never trusted.
+    // A stale record naming another version of one waiting segment: never trusted.
     let mut waiting: Vec<String> =
         std::fs::read_dir(site.primary.data_dir().join("pg_wal/archive_status"))
             .unwrap()
@@ -318,7 +318,7 @@ fn push_archives_ready_segments_ahead_and_trusts_only_matching_records() {
         .data_dir()
         .join("pg_wal/wal-archive.d/uploaded");
     std::fs::create_dir_all(&markers).unwrap();
-    std::fs::write(markers.join(&waiting[1]), "0".repeat(64)).unwrap();
+    std::fs::write(markers.join(&waiting[1]), "1 1 16777216 1.000000000").unwrap();
     ops_testkit::chown_postgres(&site.primary.data_dir().join("pg_wal/wal-archive.d"));
 
     client

@@ -12,7 +12,7 @@ use std::time::Instant;
 use ops_common::cli::Context;
 use ops_common::exit;
 use ops_common::metrics::Metrics;
-use ops_common::storage::{ByteRange, ObjectStore, PutBody, Sha256Digest, read_to_end};
+use ops_common::storage::{ByteRange, ObjectStore, PutBody, read_to_end};
 
 use crate::archive::{self, ArchiveInfo};
 use crate::codec::Codec;
@@ -36,13 +36,8 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
         ))
     })?;
     let pgdata = settings::pgdata(&ctx.settings)?;
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut identity = cluster_identity(&pgdata)?;
-    if matches!(kind, WalFileKind::Segment | WalFileKind::Partial) {
-        identity.wal_segment_size = check_segment(name, &data, &identity)?;
-    }
     let state = UploadState::new(&pgdata);
-    if kind == WalFileKind::Segment && state.take_marker(name, &data) {
+    if kind == WalFileKind::Segment && state.take_marker(name, path) {
         tracing::info!(
             file = name,
             elapsed_ms = started.elapsed().as_millis(),
@@ -50,6 +45,11 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
         );
         write_metrics(ctx, &pgdata);
         return Ok(exit::SUCCESS);
+    }
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut identity = cluster_identity(&pgdata)?;
+    if matches!(kind, WalFileKind::Segment | WalFileKind::Partial) {
+        identity.wal_segment_size = check_segment(name, &data, &identity)?;
     }
     let codec = settings::codec(&ctx.settings)?;
     identity.encryption = codec.fingerprint();
@@ -156,17 +156,40 @@ async fn push_ready(
     identity: &ArchiveInfo,
 ) -> Result<()> {
     let path = state.pg_wal.join(name);
+    // Taken before the read: a file changed after it would no longer match the marker.
+    let version = file_version(&path).ok_or_else(|| {
+        Error::io(
+            &path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        )
+    })?;
     let data = tokio::fs::read(&path)
         .await
         .map_err(|e| Error::io(&path, e))?;
     check_segment(name, &data, identity)?;
     push(store, name, &data, codec).await?;
-    state.write_marker(name, &Sha256Digest::of(&data))
+    state.write_marker(name, &version)
+}
+
+/// One version of a file: its device, inode, size and modification time, which any write changes.
+fn file_version(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{} {} {} {}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
 }
 
 /// Segments archived ahead of PostgreSQL's request, remembered in `pg_wal/wal-archive.d/uploaded/`
-/// (a directory PostgreSQL ignores) with the SHA-256 of what was stored. A marker is written only
-/// once the segment is durable in the archive, and used only if the file still has that content.
+/// (a directory PostgreSQL ignores) with the version of the file that was stored
+/// ([`file_version`]). A marker is written only once the segment is durable in the archive, and
+/// used only if the file is still that version: PostgreSQL never writes a segment once it is
+/// marked ready, so PostgreSQL's own request returns without reading or hashing 16 MiB again.
 #[derive(Debug, Clone)]
 struct UploadState {
     pg_wal: PathBuf,
@@ -180,23 +203,20 @@ impl UploadState {
         Self { pg_wal, markers }
     }
 
-    /// Consumes the marker of `name`: true if it says the archive holds exactly `data`.
-    fn take_marker(&self, name: &str, data: &[u8]) -> bool {
+    /// Consumes the marker of `name`: true if it says the archive holds the file at `path` as it
+    /// is now.
+    fn take_marker(&self, name: &str, path: &Path) -> bool {
         let marker = self.markers.join(name);
         let Ok(recorded) = std::fs::read_to_string(&marker) else {
             return false;
         };
         let _ = std::fs::remove_file(&marker);
-        recorded.trim() == Sha256Digest::of(data).to_hex()
+        file_version(path).is_some_and(|version| recorded.trim() == version)
     }
 
-    fn write_marker(&self, name: &str, digest: &Sha256Digest) -> Result<()> {
+    fn write_marker(&self, name: &str, version: &str) -> Result<()> {
         ops_common::fsutil::create_dir_all_durable(&self.markers)?;
-        ops_common::fsutil::write_atomic(
-            &self.markers.join(name),
-            digest.to_hex().as_bytes(),
-            0o600,
-        )?;
+        ops_common::fsutil::write_atomic(&self.markers.join(name), version.as_bytes(), 0o600)?;
         Ok(())
     }
 
