@@ -242,6 +242,28 @@ impl Codec {
         out
     }
 
+    /// Opens an object that must hold the content whose identity is `expected` (a chunk named by
+    /// it, a file its manifest lists). [`Codec::open`] checks the content against the identity in
+    /// the object's header, so comparing that identity is enough: no second hash of the content.
+    ///
+    /// # Errors
+    /// As [`Codec::open`], and when the object holds another content.
+    pub fn open_expecting(
+        &self,
+        bytes: &[u8],
+        expected: &Sha256Digest,
+    ) -> std::result::Result<Vec<u8>, EnvelopeError> {
+        let (header, _) = archive::read_header(bytes)?;
+        let (stored, _) = Self::stored_id(&header);
+        if stored != *expected {
+            return Err(EnvelopeError::Mismatch {
+                expected: format!("id {expected}"),
+                actual: format!("id {stored}"),
+            });
+        }
+        self.open(bytes)
+    }
+
     /// Opens an object: decrypts if needed, decompresses, and checks the content against the
     /// envelope's checksum (and, when encrypted, against its identity).
     ///
@@ -346,6 +368,23 @@ mod tests {
                 age: Some(std::sync::Arc::new(reader)),
             },
         )
+    }
+
+    #[test]
+    fn an_object_under_another_name_is_refused_without_hashing_twice() {
+        let (_, reader) = keyed();
+        for codec in [Codec::plain(Compression::Zstd), reader] {
+            // Large enough to be hashed on its own thread.
+            let content = b"one chunk of a data file".repeat(20_000);
+            let (id, sealed) = codec.seal(&content);
+            assert_eq!(id, codec.id(&content));
+            assert_eq!(codec.open_expecting(&sealed, &id).unwrap(), content);
+            let (other, _) = codec.seal(b"another chunk");
+            assert!(matches!(
+                codec.open_expecting(&sealed, &other),
+                Err(EnvelopeError::Mismatch { .. })
+            ));
+        }
     }
 
     #[test]

@@ -175,14 +175,12 @@ pub async fn read_backup_file(
     expected: &Sha256Digest,
 ) -> Result<Vec<u8>> {
     let key = archive::backup_key(name, object);
-    let data = codec
-        .open(&store.get_bytes(&key).await?)
-        .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))?;
-    if codec.id(&data) != *expected {
-        return Err(Error::Integrity(format!(
-            "{}: does not match its identity in backup.json",
-            store.describe(&key)
-        )));
-    }
-    Ok(data)
+    codec
+        .open_expecting(&store.get_bytes(&key).await?, expected)
+        .map_err(|e| {
+            Error::Integrity(format!(
+                "{}: {e} (its identity in backup.json)",
+                store.describe(&key)
+            ))
+        })
 }

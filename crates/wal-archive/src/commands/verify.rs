@@ -260,12 +260,12 @@ async fn check_objects(
                     Err(e) => Err(ops_common::one_line(&e)),
                     Ok(sealed) => {
                         let codec = codec.clone();
-                        tokio::task::spawn_blocking(move || match codec.open(&sealed) {
-                            Ok(data) if expected.is_some_and(|d| codec.id(&data) != d) => {
-                                Err("holds other content than its name says".to_owned())
-                            }
-                            Ok(_) => Ok(()),
-                            Err(e) => Err(e.to_string()),
+                        tokio::task::spawn_blocking(move || {
+                            let opened = match &expected {
+                                Some(digest) => codec.open_expecting(&sealed, digest),
+                                None => codec.open(&sealed),
+                            };
+                            opened.map(drop).map_err(|e| e.to_string())
                         })
                         .await
                         .expect("checking does not panic")
