@@ -131,7 +131,12 @@ pub fn seal(data: &[u8], compression: Compression) -> Vec<u8> {
 
 /// Like [`seal`], with the digest already computed.
 pub fn seal_with_digest(data: &[u8], sha256: Sha256Digest, compression: Compression) -> Vec<u8> {
-    seal_compressed(sha256, data.len(), compression, &compress(data, compression))
+    seal_compressed(
+        sha256,
+        data.len(),
+        compression,
+        &compress(data, compression),
+    )
 }
 
 /// The envelope of content of `size` bytes and digest `sha256`, compressed into `payload`.
