@@ -10,6 +10,7 @@ pub mod restore;
 pub mod snapshots;
 
 use ops_common::cli::Context;
+pub use ops_common::output::human_bytes;
 use rustic_core::repofile::SnapshotFile;
 use rustic_core::{OpenStatus, Repository};
 
@@ -39,22 +40,6 @@ pub fn sorted_snapshots(repo: &Repository<OpenStatus>) -> Result<Vec<SnapshotFil
     Ok(snapshots)
 }
 
-/// `1.5 GiB`-style sizes for people.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// `1 file`, `2 files`.
 pub fn count(n: impl Into<u64>, word: &str) -> String {
     let n = n.into();
@@ -78,10 +63,7 @@ pub fn full_id(snapshot: &SnapshotFile) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn human_bytes_reads_well() {
-        assert_eq!(super::human_bytes(512), "512 B");
-        assert_eq!(super::human_bytes(1536), "1.5 KiB");
-        assert_eq!(super::human_bytes(3 << 30), "3.0 GiB");
+    fn counts_read_well() {
         assert_eq!(super::count(1u32, "file"), "1 file");
         assert_eq!(super::count(0u32, "file"), "0 files");
     }
