@@ -157,12 +157,7 @@ async fn push_ready(
 ) -> Result<()> {
     let path = state.pg_wal.join(name);
     // Taken before the read: a file changed after it would no longer match the marker.
-    let version = file_version(&path).ok_or_else(|| {
-        Error::io(
-            &path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
-        )
-    })?;
+    let version = file_version(&path).map_err(|e| Error::io(&path, e))?;
     let data = tokio::fs::read(&path)
         .await
         .map_err(|e| Error::io(&path, e))?;
@@ -172,10 +167,10 @@ async fn push_ready(
 }
 
 /// One version of a file: its device, inode, size and modification time, which any write changes.
-fn file_version(path: &Path) -> Option<String> {
+fn file_version(path: &Path) -> std::io::Result<String> {
     use std::os::unix::fs::MetadataExt as _;
-    let m = std::fs::metadata(path).ok()?;
-    Some(format!(
+    let m = std::fs::metadata(path)?;
+    Ok(format!(
         "{} {} {} {}.{:09}",
         m.dev(),
         m.ino(),
@@ -211,7 +206,7 @@ impl UploadState {
             return false;
         };
         let _ = std::fs::remove_file(&marker);
-        file_version(path).is_some_and(|version| recorded.trim() == version)
+        file_version(path).is_ok_and(|version| recorded.trim() == version)
     }
 
     fn write_marker(&self, name: &str, version: &str) -> Result<()> {
