@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pg::{self, ident, literal, qualified};
-use crate::plan::{Plan, TablePlan};
+use crate::plan::{Plan, RECOUNT_STAGING, TablePlan};
 use crate::pseudonym::{self, PaddedKeys};
 use crate::rules::{Problems, Rules};
 use crate::scan::{self, Needles};
@@ -224,27 +224,35 @@ pub async fn compile(
 ) -> Result<()> {
     let mut items = Vec::new();
     for table in &plan.tables {
-        client
-            .batch_execute("SAVEPOINT compile")
-            .await
-            .map_err(|e| Error::db("planning the queries", &e))?;
-        match client
-            .query(&format!("EXPLAIN {}", table.select), &[])
-            .await
-        {
-            Ok(_) => {}
-            Err(e) => {
-                items.push(format!(
-                    "tables.{}: the query of its filter, references and columns fails: {}",
-                    table.name,
-                    pg::describe(&e)
-                ));
-            }
+        let mut queries = vec![(
+            format!(
+                "tables.{}: the query of its filter, references and columns fails",
+                table.name
+            ),
+            table.select.as_str(),
+        )];
+        for (column, check) in table.count_checks() {
+            queries.push((
+                format!(
+                    "tables.{}.columns.{column}: counts are taken on the copy, and there the count's column and condition fail",
+                    table.name
+                ),
+                check,
+            ));
         }
-        client
-            .batch_execute("ROLLBACK TO SAVEPOINT compile")
-            .await
-            .map_err(|e| Error::db("planning the queries", &e))?;
+        for (what, query) in queries {
+            client
+                .batch_execute("SAVEPOINT compile")
+                .await
+                .map_err(|e| Error::db("planning the queries", &e))?;
+            if let Err(e) = client.query(&format!("EXPLAIN {query}"), &[]).await {
+                items.push(format!("{what}: {}", pg::describe(&e)));
+            }
+            client
+                .batch_execute("ROLLBACK TO SAVEPOINT compile")
+                .await
+                .map_err(|e| Error::db("planning the queries", &e))?;
+        }
     }
     if items.is_empty() {
         Ok(())
@@ -490,6 +498,7 @@ async fn load(
     timings.copy = phase.elapsed().as_secs_f64();
 
     let phase = Instant::now();
+    recount(job, plan).await?;
     index(job, plan).await?;
     timings.index = phase.elapsed().as_secs_f64();
 
@@ -636,6 +645,27 @@ async fn count(job: &Job<'_>, plan: &Plan, snapshot: &str) -> Result<Vec<TableRe
     .await;
     bar.finish_and_clear();
     result
+}
+
+/// Fills the counter caches from the copied rows, in one transaction on one connection: a table
+/// is rebuilt while others are read, and two jobs rebuilding tables that count each other's rows
+/// would deadlock.
+async fn recount(job: &Job<'_>, plan: &Plan) -> Result<()> {
+    let loading = job.names.loading.as_str();
+    let statements: Vec<String> = plan
+        .tables
+        .iter()
+        .filter_map(|t| t.recount(loading, RECOUNT_STAGING))
+        .flatten()
+        .collect();
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let target = target_session(job).await?;
+    target
+        .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
+        .await
+        .map_err(|e| Error::db("counting the copied rows for the counter caches", &e))
 }
 
 /// Primary keys and indexes after the load (faster than maintaining them row by row), then

@@ -8,13 +8,16 @@
 //! Shape of the SELECT of table `t`:
 //!
 //! ```sql
-//! SELECT "t"."id", <masked columns>
+//! SELECT "t"."id", <masked columns>, NULL::integer AS "c_count"
 //! FROM "public"."t"
 //!   LEFT JOIN (<keys of the rows of p the rules copy>) AS "__r1" ON "__r1"."__k" = "t"."p_id"
-//!   LEFT JOIN (SELECT "__k", count(*) AS "__n" FROM (<copied rows of c>) "__s" GROUP BY "__k") AS "__c2"
-//!          ON "__c2"."__k" = "t"."id"
 //! WHERE (<filter of t>) AND ("t"."p_id" IS NULL OR "__r1"."__k" IS NOT NULL)
 //! ```
+//!
+//! Counter caches are filled on the target once every table is loaded, by counting the copied rows
+//! there ([`TablePlan::recount`]): the copy of the counted table is exactly "its rows the rules
+//! copy", and counting a few narrow columns on the target is far cheaper than evaluating the
+//! counted table's whole visibility chain again on the source.
 //!
 //! "The rows of p the rules copy" is p's own filter and references, recursively, so a row is dropped
 //! whenever anything it refers to is dropped, however long the chain and whether or not there is a
@@ -63,6 +66,8 @@ pub struct TablePlan {
     pub columns: Vec<TargetColumn>,
     /// Primary key and index statements, with `{schema}` where the target schema goes.
     indexes: Vec<String>,
+    /// Its counter caches, loaded as NULL and filled by [`Self::recount`].
+    counts: Vec<CountColumn>,
     /// The source table's size on disk.
     pub bytes: i64,
 }
@@ -104,6 +109,69 @@ impl TablePlan {
         )
     }
 
+    /// The statements that fill the counter caches in the target schema, once every table is
+    /// loaded: the table is rebuilt with each count taken from the copy of the counted table (with
+    /// the count's condition), then takes the place of the loaded one. `None` without counts.
+    ///
+    /// `staging` names the rebuilt table until it takes the table's place; it must not be the name
+    /// of a copied table.
+    pub fn recount(&self, schema: &str, staging: &str) -> Option<Vec<String>> {
+        if self.counts.is_empty() {
+            return None;
+        }
+        let me = ident(&self.name);
+        let mut joins = String::new();
+        let mut items = Vec::new();
+        let mut counted = 0;
+        for column in &self.columns {
+            match self.counts.iter().find(|c| c.name == column.name) {
+                None => items.push(format!("{me}.{}", ident(&column.name))),
+                Some(c) => {
+                    counted += 1;
+                    let alias = format!("\"__c{counted}\"");
+                    let condition = c
+                        .count
+                        .filter
+                        .as_ref()
+                        .map(|f| format!(" WHERE ({f})"))
+                        .unwrap_or_default();
+                    // The counted table is read by its own name, as the condition names it.
+                    let _ = write!(
+                        joins,
+                        " LEFT JOIN (SELECT {}.{} AS \"__k\", count(*) AS \"__n\" FROM {}{condition} GROUP BY 1) AS {alias} ON {alias}.\"__k\" = {me}.{}",
+                        ident(&c.count.table),
+                        ident(&c.count.column),
+                        qualified(schema, &c.count.table),
+                        ident(&c.count.key)
+                    );
+                    items.push(format!(
+                        "coalesce({alias}.\"__n\", 0)::{} AS {}",
+                        c.sql_type,
+                        ident(&c.name)
+                    ));
+                }
+            }
+        }
+        Some(vec![
+            format!(
+                "CREATE TABLE {} AS SELECT {} FROM {} AS {me}{joins}",
+                qualified(schema, staging),
+                items.join(", "),
+                qualified(schema, &self.name)
+            ),
+            format!("DROP TABLE {}", qualified(schema, &self.name)),
+            format!("ALTER TABLE {} RENAME TO {me}", qualified(schema, staging)),
+        ])
+    }
+
+    /// For each counter cache, its column and the statement that plans its condition on the
+    /// source (see [`CountColumn::check`]).
+    pub fn count_checks(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.counts
+            .iter()
+            .map(|c| (c.name.as_str(), c.check.as_str()))
+    }
+
     /// The primary key and index statements for the target schema.
     pub fn indexes(&self, schema: &str) -> Vec<String> {
         let table = qualified(schema, &self.name);
@@ -112,6 +180,21 @@ impl TablePlan {
             .map(|s| s.replace("{table}", &table))
             .collect()
     }
+}
+
+/// A counter cache of a copied table.
+#[derive(Debug, Clone)]
+struct CountColumn {
+    /// Its name.
+    name: String,
+    /// Its type in the copy.
+    sql_type: String,
+    /// What it counts.
+    count: Count,
+    /// Planned on the source by `check` and `run`: the count's condition against the columns the
+    /// copy keeps as they are, so a condition that would fail (or count masked values) on the
+    /// target is refused before anything is written.
+    check: String,
 }
 
 /// Everything a run does, in SQL.
@@ -167,6 +250,13 @@ impl Plan {
             let _ = writeln!(out, "-- on the target:\n{};", t.create(loading));
             let _ = writeln!(out, "{};", t.copy_in(loading));
             let _ = writeln!(out, "-- on the source:\n{};", t.copy_out());
+            if let Some(statements) = t.recount(loading, RECOUNT_STAGING) {
+                let _ = writeln!(
+                    out,
+                    "-- once every table is loaded, on the target (counter caches):\n{};",
+                    statements.join(";\n")
+                );
+            }
             for index in t.indexes(loading) {
                 let _ = writeln!(out, "-- after the load, on the target:\n{index};");
             }
@@ -176,6 +266,10 @@ impl Plan {
         out
     }
 }
+
+/// The name a table with counter caches is rebuilt under (one at a time) before it takes the
+/// loaded table's place; Alaveteli's tables never start with `__`.
+pub const RECOUNT_STAGING: &str = "__recount";
 
 /// Generates SQL, numbering the aliases of one statement.
 struct Builder<'a> {
@@ -192,9 +286,10 @@ impl Builder<'_> {
 
     fn table(&mut self, source: &Table, copy: &CopyRule) -> TablePlan {
         let me = ident(&source.name);
-        let (mut joins, conditions) = self.conditions(&source.name, copy);
+        let (joins, conditions) = self.conditions(&source.name, copy);
         let mut items = Vec::new();
         let mut columns = Vec::new();
+        let mut counts = Vec::new();
         for column in &source.columns {
             let rule = &copy.columns[&column.name];
             let value = format!("{me}.{}", ident(&column.name));
@@ -222,16 +317,13 @@ impl Builder<'_> {
                     (format!("({expr})::{sql_type}"), sql_type)
                 }
                 ColumnRule::Count(count) => {
-                    let alias = self.alias("c");
-                    let rows = self.count_rows(count);
-                    joins.push(format!(
-                        "LEFT JOIN (SELECT \"__k\", count(*) AS \"__n\" FROM ({rows}) AS \"__s\" GROUP BY \"__k\") AS {alias} ON {alias}.\"__k\" = {me}.{}",
-                        ident(&count.key)
-                    ));
-                    (
-                        format!("coalesce({alias}.\"__n\", 0)::{own_type}"),
-                        own_type,
-                    )
+                    counts.push(CountColumn {
+                        name: column.name.clone(),
+                        sql_type: own_type.clone(),
+                        count: count.clone(),
+                        check: self.count_check(count),
+                    });
+                    (format!("NULL::{own_type}"), own_type)
                 }
             };
             items.push(format!("{expr} AS {}", ident(&column.name)));
@@ -257,6 +349,7 @@ impl Builder<'_> {
             name: source.name.clone(),
             select,
             indexes: indexes(source, copy),
+            counts,
             columns,
             bytes: source.bytes,
         }
@@ -325,28 +418,31 @@ impl Builder<'_> {
         sql
     }
 
-    /// `SELECT column AS "__k"` of the copied rows of the counted table, with the count's condition.
-    fn count_rows(&mut self, count: &Count) -> String {
+    /// `SELECT … FROM (<the columns of the counted table its copy keeps as they are>) AS <counted
+    /// table> WHERE <the count's condition>`: planned on the source, it fails exactly when the
+    /// condition would fail on the copy, or would read a column the copy masks.
+    fn count_check(&self, count: &Count) -> String {
         let copy = self.rules.tables[&count.table]
             .as_copy()
             .expect("counts name copied tables (checked by Rules::validate)");
         let me = ident(&count.table);
-        let (joins, mut conditions) = self.conditions(&count.table, copy);
-        if let Some(filter) = &count.filter {
-            conditions.push(format!("({filter})"));
-        }
-        let mut sql = format!(
-            "SELECT {me}.{} AS \"__k\" FROM {}",
+        let kept: Vec<String> = self.schema.tables[&count.table]
+            .columns
+            .iter()
+            .filter(|c| copy.columns.get(&c.name) == Some(&ColumnRule::Keep))
+            .map(|c| format!("{me}.{}", ident(&c.name)))
+            .collect();
+        let condition = count
+            .filter
+            .as_ref()
+            .map(|f| format!(" WHERE ({f})"))
+            .unwrap_or_default();
+        format!(
+            "SELECT {me}.{} FROM (SELECT {} FROM {}) AS {me}{condition}",
             ident(&count.column),
+            kept.join(", "),
             qualified(&self.schema.name, &count.table)
-        );
-        for join in &joins {
-            let _ = write!(sql, " {join}");
-        }
-        if !conditions.is_empty() {
-            let _ = write!(sql, " WHERE {}", conditions.join(" AND "));
-        }
-        sql
+        )
     }
 }
 
@@ -548,15 +644,31 @@ columns = { id = "keep", model_type = "keep", model_id = "keep" }
             "SELECT \"requests\".\"id\" AS \"id\", \"requests\".\"title\" AS \"title\", \
              \"requests\".\"prominence\" AS \"prominence\", \
              date_trunc('month', \"requests\".\"created_at\")::timestamp without time zone AS \"created_at\", \
-             coalesce(\"__c1\".\"__n\", 0)::integer AS \"messages_count\" \
-             FROM \"public\".\"requests\" \
-             LEFT JOIN (SELECT \"__k\", count(*) AS \"__n\" FROM (\
-             SELECT \"messages\".\"request_id\" AS \"__k\" FROM \"public\".\"messages\" \
-             LEFT JOIN (SELECT \"requests\".\"id\" AS \"__k\" FROM \"public\".\"requests\" WHERE (prominence = 'normal')) AS \"__r2\" \
-             ON \"__r2\".\"__k\" = \"messages\".\"request_id\" WHERE \"__r2\".\"__k\" IS NOT NULL\
-             ) AS \"__s\" GROUP BY \"__k\") AS \"__c1\" ON \"__c1\".\"__k\" = \"requests\".\"id\" \
-             WHERE (prominence = 'normal')"
+             NULL::integer AS \"messages_count\" \
+             FROM \"public\".\"requests\" WHERE (prominence = 'normal')"
         );
+        // The count is taken on the copy of messages, whose key columns it checks are kept.
+        assert_eq!(
+            requests.recount("s", "__recount").unwrap(),
+            [
+                "CREATE TABLE \"s\".\"__recount\" AS SELECT \"requests\".\"id\", \"requests\".\"title\", \
+                 \"requests\".\"prominence\", \"requests\".\"created_at\", \
+                 coalesce(\"__c1\".\"__n\", 0)::integer AS \"messages_count\" FROM \"s\".\"requests\" AS \"requests\" \
+                 LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
+                 ON \"__c1\".\"__k\" = \"requests\".\"id\"",
+                "DROP TABLE \"s\".\"requests\"",
+                "ALTER TABLE \"s\".\"__recount\" RENAME TO \"requests\"",
+            ]
+        );
+        assert_eq!(
+            requests.count_checks().collect::<Vec<_>>(),
+            [(
+                "messages_count",
+                "SELECT \"messages\".\"request_id\" FROM (SELECT \"messages\".\"id\", \"messages\".\"request_id\" \
+                 FROM \"public\".\"messages\") AS \"messages\""
+            )]
+        );
+        assert!(table(&plan, "messages").recount("s", "__recount").is_none());
         assert!(!requests.select.contains("secret"));
         let names: Vec<&str> = requests.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(

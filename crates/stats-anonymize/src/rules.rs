@@ -465,33 +465,9 @@ impl Rules {
                 }
             }
             for (column, rule) in &copy.columns {
-                let ColumnRule::Count(count) = rule else {
-                    continue;
-                };
-                let path = format!("tables.{name}.columns.{column}");
-                match self.tables.get(&count.table) {
-                    Some(TableRule::Copy(counted)) => {
-                        if !counted.columns.contains_key(&count.column) {
-                            items.push(format!(
-                                "{path}: column {:?} has no rule in tables.{}.columns",
-                                count.column, count.table
-                            ));
-                        }
-                    }
-                    Some(TableRule::Skip { .. }) => items.push(format!(
-                        "{path}: counts rows of {:?}, which is skipped (the count would always be 0: use `drop`)",
-                        count.table
-                    )),
-                    None => items.push(format!(
-                        "{path}: table {:?} is not in the rules",
-                        count.table
-                    )),
-                }
-                if !copy.columns.contains_key(&count.key) {
-                    items.push(format!(
-                        "{path}: key column {:?} has no rule in tables.{name}.columns",
-                        count.key
-                    ));
+                if let ColumnRule::Count(count) = rule {
+                    let path = format!("tables.{name}.columns.{column}");
+                    self.validate_count(&path, name, copy, count, &mut items);
                 }
             }
         }
@@ -541,6 +517,47 @@ impl Rules {
             }
         }
         items
+    }
+
+    /// The problems of the counter cache at `path`, in the copy rule of table `name`.
+    fn validate_count(
+        &self,
+        path: &str,
+        name: &str,
+        copy: &CopyRule,
+        count: &Count,
+        items: &mut Vec<String>,
+    ) {
+        match self.tables.get(&count.table) {
+            Some(TableRule::Copy(counted)) => {
+                if !counted.columns.contains_key(&count.column) {
+                    items.push(format!(
+                        "{path}: column {:?} has no rule in tables.{}.columns",
+                        count.column, count.table
+                    ));
+                }
+            }
+            Some(TableRule::Skip { .. }) => items.push(format!(
+                "{path}: counts rows of {:?}, which is skipped (the count would always be 0: use `drop`)",
+                count.table
+            )),
+            None => items.push(format!(
+                "{path}: table {:?} is not in the rules",
+                count.table
+            )),
+        }
+        // Counts are taken on the copy, matching the counted rows to this key there.
+        match copy.columns.get(&count.key) {
+            None => items.push(format!(
+                "{path}: key column {:?} has no rule in tables.{name}.columns",
+                count.key
+            )),
+            Some(ColumnRule::Keep) => {}
+            Some(_) => items.push(format!(
+                "{path}: key column {:?} must be kept as it is (counts are taken on the copy)",
+                count.key
+            )),
+        }
     }
 
     /// A cycle among references, as the table names along it.
@@ -1116,6 +1133,27 @@ columns = { id = "keep" }
                 "tables.a.references[0]: missing `column`",
                 "tables.a.references[1].tabel: unknown key (expected column, table, key, when)",
                 "tables.a.references[1]: missing `table`"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_count_needs_its_key_kept_as_it_is() {
+        let items = problems(
+            r#"
+version = 1
+[tables.a]
+action = "copy"
+columns = { id = "hash", n = { count = "b.a_id" } }
+[tables.b]
+action = "copy"
+columns = { id = "keep", a_id = "keep" }
+"#,
+        );
+        assert_eq!(
+            items,
+            [
+                "tables.a.columns.n: key column \"id\" must be kept as it is (counts are taken on the copy)"
             ]
         );
     }

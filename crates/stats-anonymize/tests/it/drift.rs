@@ -97,3 +97,20 @@ fn a_filter_that_does_not_compile_fails_before_the_target_is_touched() {
         .code(12)
         .stdout_has("tables.comments: the query");
 }
+
+#[test]
+fn a_count_whose_condition_reads_a_masked_column_is_refused() {
+    // Counts are taken on the copy: a condition on a column the copy hashes would count hashes.
+    let site = Site::new(20);
+    let rules = stats_anonymize::rules::ALAVETELI.replace(
+        "info_requests_visible_count = { count = \"info_requests.public_body_id\", where = \"prominence = 'normal'\" }",
+        "info_requests_visible_count = { count = \"info_requests.public_body_id\", where = \"prominence = 'normal' AND external_user_name IS NULL\" }",
+    );
+    assert_ne!(rules, stats_anonymize::rules::ALAVETELI);
+    let path = site.rules_file("rules.toml", &rules);
+    site.run(&["run", "--rules", path.to_str().unwrap()])
+        .code(12)
+        .one_line_error()
+        .stderr_has("tables.public_bodies.columns.info_requests_visible_count: counts are taken on the copy, and there the count's column and condition fail: column \"external_user_name\" does not exist");
+    assert!(site.target_schemas().is_empty());
+}
