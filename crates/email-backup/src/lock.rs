@@ -237,14 +237,40 @@ impl Lock {
         key: &RepoKey,
         exclusive: bool,
     ) -> Result<Self> {
+        Self::acquire_while(store, handle, key, exclusive, || Ok(())).map(|(lock, ())| lock)
+    }
+
+    /// [`Self::acquire`], running `meanwhile` during restic's wait between writing the lock and
+    /// checking again, instead of sleeping through it (a backup reads the index then: 200 ms of
+    /// an unchanged backup's 1.8 s). `meanwhile` must not write to the repository: nothing may be
+    /// written before the second check passes. When it fails, the lock is removed.
+    ///
+    /// # Errors
+    /// As [`Self::acquire`], or `meanwhile`'s error.
+    pub fn acquire_while<T>(
+        store: Arc<dyn ObjectStore>,
+        handle: Handle,
+        key: &RepoKey,
+        exclusive: bool,
+        meanwhile: impl FnOnce() -> Result<T>,
+    ) -> Result<(Self, T)> {
         handle.block_on(check_others(&*store, key, exclusive, None))?;
         let object = handle.block_on(write_lock(&*store, key, &LockRecord::ours(exclusive)))?;
+        let written = std::time::Instant::now();
         tracing::debug!(lock = %object, exclusive, "lock written");
-        std::thread::sleep(WAIT_BEFORE_CHECK);
-        if let Err(e) = handle.block_on(check_others(&*store, key, exclusive, Some(&object))) {
-            let _ = handle.block_on(store.delete(&object));
-            return Err(e);
-        }
+        let value = meanwhile();
+        std::thread::sleep(WAIT_BEFORE_CHECK.saturating_sub(written.elapsed()));
+        let checked = value.and_then(|value| {
+            handle.block_on(check_others(&*store, key, exclusive, Some(&object)))?;
+            Ok(value)
+        });
+        let value = match checked {
+            Ok(value) => value,
+            Err(e) => {
+                let _ = handle.block_on(store.delete(&object));
+                return Err(e);
+            }
+        };
         let current = Arc::new(std::sync::Mutex::new(object));
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
@@ -263,13 +289,16 @@ impl Lock {
                 })
                 .map_err(|e| Error::io("lock refresh thread", e))?
         };
-        Ok(Self {
-            store,
-            handle,
-            key: current,
-            stop: Some(stop),
-            refresher: Some(refresher),
-        })
+        Ok((
+            Self {
+                store,
+                handle,
+                key: current,
+                stop: Some(stop),
+                refresher: Some(refresher),
+            },
+            value,
+        ))
     }
 
     /// Stops refreshing and removes the lock file.

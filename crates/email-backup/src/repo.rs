@@ -5,8 +5,8 @@ use std::sync::Arc;
 use ops_common::settings::Settings;
 use ops_common::storage::ObjectStore;
 use rustic_core::{
-    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryBackends,
-    RepositoryOptions,
+    ConfigOptions, Credentials, IndexedIdsStatus, KeyOptions, OpenStatus, Repository,
+    RepositoryBackends, RepositoryOptions,
 };
 
 use crate::backend::StoreBackend;
@@ -175,6 +175,22 @@ impl Open {
             &self.key,
             exclusive,
         )
+    }
+
+    /// Takes a shared lock for a backup and reads the index during the lock's wait (see
+    /// [`Lock::acquire_while`]). The connection comes back too: it owns the runtime that the
+    /// repository's backend and the lock run on, so it must outlive both.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when a conflicting lock is held, or the index cannot be read.
+    pub fn lock_and_index(self) -> Result<(Lock, Repository<IndexedIdsStatus>, Connection)> {
+        let Self { conn, repo, key } = self;
+        let (lock, repo) =
+            Lock::acquire_while(Arc::clone(conn.store()), conn.handle(), &key, false, || {
+                repo.to_indexed_ids()
+                    .map_err(|e| Error::rustic("reading the index", &e))
+            })?;
+        Ok((lock, repo, conn))
     }
 }
 

@@ -88,12 +88,7 @@ fn normalize(path: &Path) -> PathBuf {
 /// Bad paths, the repository, a conflicting lock, the store.
 pub fn run(ctx: &Context, options: &BackupOptions) -> Result<u8> {
     let paths = backup_paths(ctx, &options.paths)?;
-    let open = open(ctx)?;
-    let lock = open.lock(false)?;
-    let repo = open
-        .repo
-        .to_indexed_ids()
-        .map_err(|e| Error::rustic("reading the index", &e))?;
+    let (lock, repo, _connection) = open(ctx)?.lock_and_index()?;
 
     let mut snapshot_options = SnapshotOptions::default().host(settings::host(&ctx.settings));
     for tag in &options.tags {
