@@ -20,6 +20,8 @@ use rustic_core::{
 };
 use tokio::runtime::Handle;
 
+use crate::lock::WriteGate;
+
 /// The key of a repository file in restic's layout.
 #[must_use]
 pub fn key(tpe: FileType, id: &Id) -> String {
@@ -38,16 +40,34 @@ pub struct StoreBackend {
     store: Arc<dyn ObjectStore>,
     handle: Handle,
     location: String,
+    gate: WriteGate,
 }
 
 impl StoreBackend {
-    /// A backend over `store`, running its calls on `handle`'s runtime.
-    pub fn new(store: Arc<dyn ObjectStore>, handle: Handle, location: String) -> Self {
+    /// A backend over `store`, running its calls on `handle`'s runtime; writes and deletes wait
+    /// at `gate` while a lock is being checked.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        handle: Handle,
+        location: String,
+        gate: WriteGate,
+    ) -> Self {
         Self {
             store,
             handle,
             location,
+            gate,
         }
+    }
+
+    /// Waits until this process may change the repository.
+    fn may_write(&self, op: &str, key: &str) -> RusticResult<()> {
+        self.gate.wait().map_err(|why| {
+            RusticError::new(ErrorKind::Backend, "{op} {key} refused: {why}")
+                .attach_context("op", op.to_owned())
+                .attach_context("key", key.to_owned())
+                .attach_context("why", why)
+        })
     }
 
     /// The store.
@@ -150,6 +170,7 @@ impl WriteBackend for StoreBackend {
         content: BytesList,
     ) -> RusticResult<()> {
         let key = key(tpe, id);
+        self.may_write("put", &key)?;
         let parts = content.into_vec();
         let body = if parts.len() == 1 {
             parts.into_iter().next().unwrap_or_default()
@@ -167,6 +188,7 @@ impl WriteBackend for StoreBackend {
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         let key = key(tpe, id);
+        self.may_write("delete", &key)?;
         self.block_on(self.store.delete(&key))
             .map_err(|e| backend_error("delete", &key, e))
     }

@@ -15,8 +15,8 @@
 //! locks. An exclusive lock also removes the stale locks it finds (what `restic unlock` does), so a
 //! process killed half-way does not block pruning for ever.
 
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -128,7 +128,11 @@ pub(crate) fn username(uid: u32) -> String {
 pub struct Lock {
     store: Arc<dyn ObjectStore>,
     handle: Handle,
-    key: Arc<std::sync::Mutex<String>>,
+    /// The lock file's key in the store; empty once removed.
+    key: Arc<Mutex<String>>,
+    gate: WriteGate,
+    /// The second check's error, for [`Lock::confirmed`].
+    refusal: Arc<Mutex<Option<Error>>>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
@@ -225,80 +229,128 @@ async fn check_others(
     Ok(())
 }
 
-impl Lock {
-    /// Takes a lock the way restic does: check, write, wait, check again.
+/// Holds a command's writes to the repository until its lock has passed restic's second check.
+///
+/// restic writes its lock, waits 200 ms for a concurrent locker's file to become visible, checks
+/// again, and only then touches the repository. Waiting is only needed before the first write:
+/// reading meanwhile is harmless, and an unchanged backup is almost all reading. So the second
+/// check runs on the lock's own thread, and the backend's writes and deletes wait at this gate.
+#[derive(Debug, Clone, Default)]
+pub struct WriteGate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Debug, Default)]
+enum GateState {
+    #[default]
+    Open,
+    Held,
+    /// The check failed: why, for the writes that were waiting.
+    Refused(String),
+}
+
+impl WriteGate {
+    fn set(&self, state: GateState) {
+        let (current, changed) = &*self.0;
+        *current.lock().unwrap_or_else(PoisonError::into_inner) = state;
+        changed.notify_all();
+    }
+
+    /// Blocks while the lock's second check is pending; why writing is refused, if it is.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when a conflicting lock is held (this one is then removed), or the
-    /// store's error.
+    /// The reason, when the check found a conflicting lock or could not run.
+    pub fn wait(&self) -> std::result::Result<(), String> {
+        let (current, changed) = &*self.0;
+        let mut state = current.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*state {
+                GateState::Open => return Ok(()),
+                GateState::Refused(why) => return Err(why.clone()),
+                GateState::Held => {
+                    state = changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
+}
+
+impl Lock {
+    /// Takes a lock the way restic does: check, write, wait, check again; but returns right after
+    /// writing it. The wait and the second check run on the lock's thread while `gate` holds the
+    /// writes; [`Self::confirmed`] waits for them.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when a conflicting lock is held, or the store's error.
     pub fn acquire(
         store: Arc<dyn ObjectStore>,
         handle: Handle,
         key: &RepoKey,
         exclusive: bool,
+        gate: WriteGate,
     ) -> Result<Self> {
-        Self::acquire_while(store, handle, key, exclusive, || Ok(())).map(|(lock, ())| lock)
-    }
-
-    /// [`Self::acquire`], running `meanwhile` during restic's wait between writing the lock and
-    /// checking again, instead of sleeping through it (a backup reads the index then: 200 ms of
-    /// an unchanged backup's 1.8 s). `meanwhile` must not write to the repository: nothing may be
-    /// written before the second check passes. When it fails, the lock is removed.
-    ///
-    /// # Errors
-    /// As [`Self::acquire`], or `meanwhile`'s error.
-    pub fn acquire_while<T>(
-        store: Arc<dyn ObjectStore>,
-        handle: Handle,
-        key: &RepoKey,
-        exclusive: bool,
-        meanwhile: impl FnOnce() -> Result<T>,
-    ) -> Result<(Self, T)> {
         handle.block_on(check_others(&*store, key, exclusive, None))?;
         let object = handle.block_on(write_lock(&*store, key, &LockRecord::ours(exclusive)))?;
         let written = std::time::Instant::now();
         tracing::debug!(lock = %object, exclusive, "lock written");
-        let value = meanwhile();
-        std::thread::sleep(WAIT_BEFORE_CHECK.saturating_sub(written.elapsed()));
-        let checked = value.and_then(|value| {
-            handle.block_on(check_others(&*store, key, exclusive, Some(&object)))?;
-            Ok(value)
-        });
-        let value = match checked {
-            Ok(value) => value,
-            Err(e) => {
-                let _ = handle.block_on(store.delete(&object));
-                return Err(e);
-            }
-        };
-        let current = Arc::new(std::sync::Mutex::new(object));
+        gate.set(GateState::Held);
+        let current = Arc::new(Mutex::new(object));
+        let refusal = Arc::new(Mutex::new(None));
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
             let store = Arc::clone(&store);
             let handle = handle.clone();
             let current = Arc::clone(&current);
+            let refusal = Arc::clone(&refusal);
+            let gate = gate.clone();
             let key = key.clone();
             std::thread::Builder::new()
-                .name("lock-refresh".to_owned())
+                .name("lock".to_owned())
                 .spawn(move || {
+                    let wait = WAIT_BEFORE_CHECK.saturating_sub(written.elapsed());
+                    if stopped.recv_timeout(wait) != Err(mpsc::RecvTimeoutError::Timeout) {
+                        gate.set(GateState::Refused("the lock was released".to_owned()));
+                        return;
+                    }
+                    let object = lock_unpoisoned(&current).clone();
+                    if let Err(e) =
+                        handle.block_on(check_others(&*store, &key, exclusive, Some(&object)))
+                    {
+                        let _ = handle.block_on(store.delete(&object));
+                        lock_unpoisoned(&current).clear();
+                        gate.set(GateState::Refused(e.to_string()));
+                        *lock_unpoisoned(&refusal) = Some(e);
+                        return;
+                    }
+                    gate.set(GateState::Open);
                     while let Err(mpsc::RecvTimeoutError::Timeout) =
                         stopped.recv_timeout(REFRESH_EVERY)
                     {
                         refresh(&*store, &handle, &key, &current, exclusive);
                     }
                 })
-                .map_err(|e| Error::io("lock refresh thread", e))?
+                .map_err(|e| Error::io("lock thread", e))?
         };
-        Ok((
-            Self {
-                store,
-                handle,
-                key: current,
-                stop: Some(stop),
-                refresher: Some(refresher),
-            },
-            value,
-        ))
+        Ok(Self {
+            store,
+            handle,
+            key: current,
+            gate,
+            refusal,
+            stop: Some(stop),
+            refresher: Some(refresher),
+        })
+    }
+
+    /// Waits for restic's second check of the lock.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when another process locked the repository meanwhile (this lock is
+    /// then removed), or the store's error.
+    pub fn confirmed(&self) -> Result<()> {
+        self.gate.wait().map_err(|why| {
+            lock_unpoisoned(&self.refusal)
+                .take()
+                .unwrap_or(Error::Conflict(why))
+        })
     }
 
     /// Stops refreshing and removes the lock file.
@@ -311,11 +363,7 @@ impl Lock {
         if let Some(thread) = self.refresher.take() {
             let _ = thread.join();
         }
-        let object = self
-            .key
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let object = lock_unpoisoned(&self.key).clone();
         if object.is_empty() {
             return;
         }
@@ -325,10 +373,7 @@ impl Lock {
                 tracing::warn!(lock = %object, "could not remove the lock (it goes stale in 30 minutes): {}", ops_common::one_line(&e));
             }
         }
-        self.key
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        lock_unpoisoned(&self.key).clear();
     }
 }
 
@@ -354,6 +399,10 @@ fn refresh(
         }
         Err(e) => tracing::warn!("could not refresh the lock: {}", ops_common::one_line(&e)),
     }
+}
+
+fn lock_unpoisoned<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for Lock {

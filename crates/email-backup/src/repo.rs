@@ -5,14 +5,14 @@ use std::sync::Arc;
 use ops_common::settings::Settings;
 use ops_common::storage::ObjectStore;
 use rustic_core::{
-    ConfigOptions, Credentials, IndexedIdsStatus, KeyOptions, OpenStatus, Repository,
-    RepositoryBackends, RepositoryOptions,
+    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryBackends,
+    RepositoryOptions,
 };
 
 use crate::backend::StoreBackend;
 use crate::crypto::RepoKey;
 use crate::error::{Error, Result};
-use crate::lock::Lock;
+use crate::lock::{Lock, WriteGate};
 use crate::progress::Bars;
 use crate::settings::{self, RepoLocation};
 
@@ -25,6 +25,8 @@ pub struct Connection {
     /// Where the repository is.
     pub location: RepoLocation,
     store: Arc<dyn ObjectStore>,
+    /// Where the backend's writes wait for the lock's second check.
+    gate: WriteGate,
     backends: RepositoryBackends,
     progress: Bars,
 }
@@ -56,15 +58,18 @@ impl Connection {
         let location = settings::repo_location(settings)?;
         let store = settings::open_store(settings, &location)?;
         let runtime = ops_common::cli::runtime();
+        let gate = WriteGate::default();
         let backend = StoreBackend::new(
             Arc::clone(&store),
             runtime.handle().clone(),
             location.to_string(),
+            gate.clone(),
         );
         Ok(Self {
             runtime,
             location,
             store,
+            gate,
             backends: RepositoryBackends::new(Arc::new(backend), None),
             progress,
         })
@@ -164,33 +169,30 @@ impl Connection {
 }
 
 impl Open {
-    /// Takes a restic lock (exclusive for prune and forget).
+    /// Takes a restic lock (exclusive for prune and forget), and waits for restic's second check.
     ///
     /// # Errors
     /// [`Error::Conflict`] when a conflicting lock is held.
     pub fn lock(&self, exclusive: bool) -> Result<Lock> {
+        let lock = self.lock_unconfirmed(exclusive)?;
+        lock.confirmed()?;
+        Ok(lock)
+    }
+
+    /// Takes a restic lock without waiting for restic's second check: the repository's writes
+    /// wait for it instead (see [`crate::lock::WriteGate`]), so a backup reads the index and walks
+    /// its files meanwhile. Call [`Lock::confirmed`] before trusting the result.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when a conflicting lock is held.
+    pub fn lock_unconfirmed(&self, exclusive: bool) -> Result<Lock> {
         Lock::acquire(
             Arc::clone(self.conn.store()),
             self.conn.handle(),
             &self.key,
             exclusive,
+            self.conn.gate.clone(),
         )
-    }
-
-    /// Takes a shared lock for a backup and reads the index during the lock's wait (see
-    /// [`Lock::acquire_while`]). The connection comes back too: it owns the runtime that the
-    /// repository's backend and the lock run on, so it must outlive both.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when a conflicting lock is held, or the index cannot be read.
-    pub fn lock_and_index(self) -> Result<(Lock, Repository<IndexedIdsStatus>, Connection)> {
-        let Self { conn, repo, key } = self;
-        let (lock, repo) =
-            Lock::acquire_while(Arc::clone(conn.store()), conn.handle(), &key, false, || {
-                repo.to_indexed_ids()
-                    .map_err(|e| Error::rustic("reading the index", &e))
-            })?;
-        Ok((lock, repo, conn))
     }
 }
 

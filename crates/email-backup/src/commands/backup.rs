@@ -88,7 +88,12 @@ fn normalize(path: &Path) -> PathBuf {
 /// Bad paths, the repository, a conflicting lock, the store.
 pub fn run(ctx: &Context, options: &BackupOptions) -> Result<u8> {
     let paths = backup_paths(ctx, &options.paths)?;
-    let (lock, repo, _connection) = open(ctx)?.lock_and_index()?;
+    let open = open(ctx)?;
+    let lock = open.lock_unconfirmed(false)?;
+    let repo = open
+        .repo
+        .to_indexed_ids()
+        .map_err(|e| Error::rustic("reading the index", &e))?;
 
     let mut snapshot_options = SnapshotOptions::default().host(settings::host(&ctx.settings));
     for tag in &options.tags {
@@ -109,7 +114,10 @@ pub fn run(ctx: &Context, options: &BackupOptions) -> Result<u8> {
     tracing::info!(paths = ?paths, "backing up");
     let source: PathList = paths.iter().cloned().collect();
     let result = repo.backup(&backup_options, &source, snapshot);
+    // A refused lock fails the backup's writes; say why rather than which write failed.
+    let confirmed = lock.confirmed();
     lock.release();
+    confirmed?;
     let snapshot = result.map_err(|e| Error::rustic("backing up", &e))?;
     report(ctx, &snapshot, options.json)?;
     Ok(exit::SUCCESS)

@@ -2,7 +2,7 @@
 
 use rustix::process::Signal;
 
-use crate::support::{Env, Store, alaveteli_corpus, signal, wait_until};
+use crate::support::{Env, Store, alaveteli_corpus, signal, wait_until, walk};
 
 #[test]
 fn restic_prune_refuses_while_email_backup_backs_up() {
@@ -116,4 +116,46 @@ fn a_stale_lock_does_not_block_and_prune_removes_it() {
         .success()
         .stderr_has("removing a stale lock");
     assert!(env.locks().is_empty());
+}
+
+#[test]
+fn a_backup_whose_second_lock_check_fails_writes_nothing() {
+    // restic's check, write, wait 200 ms, check again: a lock that becomes visible during the
+    // wait must stop the backup before it writes anything, although it reads meanwhile.
+    let env = Env::new(Store::Local);
+    env.run(&["init"]).success();
+    let src = env.dir("site").join("raw_emails");
+    alaveteli_corpus(&src, 300, 14);
+    let snapshots = env.repo_dir().join("snapshots");
+    let packs_before = walk(&env.repo_dir().join("data")).len();
+
+    // A live exclusive lock (a restic prune, held still), kept out of sight for now.
+    let mut prune = env
+        .restic_process()
+        .arg("prune")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("restic's lock", || !env.locks().is_empty());
+    signal(&prune, Signal::STOP);
+    let prune_lock = env.locks().remove(0);
+    let hidden = env.dir("hidden").join("lock");
+    std::fs::rename(&prune_lock, &hidden).unwrap();
+
+    // The backup's first check finds no lock; held still right after writing its own, the
+    // prune's lock appears, as a slow store would show it.
+    let mut backup = env.tool().args(["backup", src.to_str().unwrap()]).spawn();
+    wait_until("the backup's lock", || !env.locks().is_empty());
+    signal(&backup, Signal::STOP);
+    std::fs::rename(&hidden, &prune_lock).unwrap();
+    signal(&backup, Signal::CONT);
+    let status = backup.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "the backup must fail with a conflict");
+
+    assert_eq!(walk(&snapshots).len(), 0, "no snapshot was written");
+    assert_eq!(walk(&env.repo_dir().join("data")).len(), packs_before, "no pack was written");
+    assert_eq!(env.locks(), [prune_lock], "the backup removed its own lock");
+    signal(&prune, Signal::KILL);
+    prune.wait().unwrap();
 }
