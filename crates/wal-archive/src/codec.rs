@@ -264,6 +264,30 @@ impl Codec {
         self.open(bytes)
     }
 
+    /// [`Codec::open_expecting`], reusing `scratch` (see [`archive::Scratch`]).
+    ///
+    /// # Errors
+    /// As [`Codec::open_expecting`].
+    pub fn open_expecting_into<'s>(
+        &self,
+        bytes: &[u8],
+        expected: &Sha256Digest,
+        scratch: &'s mut archive::Scratch,
+    ) -> std::result::Result<&'s [u8], EnvelopeError> {
+        let (header, _) = archive::read_header(bytes)?;
+        let (stored, _) = Self::stored_id(&header);
+        if stored != *expected {
+            return Err(EnvelopeError::Mismatch {
+                expected: format!("id {expected}"),
+                actual: format!("id {stored}"),
+            });
+        }
+        match header {
+            Header::Plain { .. } => archive::open_into(bytes, scratch),
+            Header::Encrypted { .. } => self.open(bytes).map(|data| scratch.hold(data)),
+        }
+    }
+
     /// Opens an object: decrypts if needed, decompresses, and checks the content against the
     /// envelope's checksum (and, when encrypted, against its identity).
     ///
@@ -379,6 +403,13 @@ mod tests {
             let (id, sealed) = codec.seal(&content);
             assert_eq!(id, codec.id(&content));
             assert_eq!(codec.open_expecting(&sealed, &id).unwrap(), content);
+            let mut scratch = archive::Scratch::new();
+            assert_eq!(
+                codec
+                    .open_expecting_into(&sealed, &id, &mut scratch)
+                    .unwrap(),
+                content
+            );
             let (other, _) = codec.seal(b"another chunk");
             assert!(matches!(
                 codec.open_expecting(&sealed, &other),

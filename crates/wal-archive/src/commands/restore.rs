@@ -319,42 +319,64 @@ async fn restore_files(
     let files = Arc::new(files);
     let total: u64 = manifest.files.iter().map(|f| f.size).sum();
     let progress = ops_common::progress::bytes(total, "restore", ctx.log_format);
-    let queue = Arc::new(std::sync::Mutex::new(
-        positions.into_iter().collect::<Vec<_>>(),
-    ));
+    // File by file, front to back (popped from the end): each file is written in order and
+    // finished early, so it can be flushed while the next ones are written.
+    let mut chunks: Vec<_> = positions.into_iter().collect();
+    chunks.sort_unstable_by_key(|(_, places)| std::cmp::Reverse(places[0]));
+    let queue = Arc::new(std::sync::Mutex::new(chunks));
+    let targets: Arc<Vec<(PathBuf, u64)>> = Arc::new(
+        manifest
+            .files
+            .iter()
+            .map(|f| (pgdata.join(&f.path), f.size))
+            .collect(),
+    );
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (queue, store, files, progress, codec) = (
+        let (queue, store, files, targets, progress, codec) = (
             queue.clone(),
             store.clone(),
             files.clone(),
+            targets.clone(),
             progress.clone(),
             codec.clone(),
         );
         workers.spawn(async move {
+            // Travels into each blocking call and back: one zstd context and buffer per worker.
+            let mut scratch = archive::Scratch::new();
             loop {
                 let Some((digest, places)) = queue.lock().expect("queue lock").pop() else {
                     return Ok::<_, Error>(());
                 };
                 let key = archive::chunk_key(&digest);
                 let sealed = store.get_bytes(&key).await?;
-                let (files, codec) = (files.clone(), codec.clone());
+                let (files, targets, codec) = (files.clone(), targets.clone(), codec.clone());
                 let describe = store.describe(&key);
-                let written = tokio::task::spawn_blocking(move || -> Result<u64> {
-                    let data = codec
-                        .open_expecting(&sealed, &digest)
-                        .map_err(|e| Error::Integrity(format!("{describe}: {e}")))?;
-                    for (index, offset) in &places {
-                        let (file, written) = &files[*index];
-                        file.write_all_at(&data, *offset)
-                            .map_err(|e| Error::io(&describe, e))?;
-                        written.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    }
-                    Ok(data.len() as u64 * places.len() as u64)
+                let (written, returned) = tokio::task::spawn_blocking(move || {
+                    let written = (|| -> Result<u64> {
+                        let data = codec
+                            .open_expecting_into(&sealed, &digest, &mut scratch)
+                            .map_err(|e| Error::Integrity(format!("{describe}: {e}")))?;
+                        for (index, offset) in &places {
+                            let (file, written) = &files[*index];
+                            file.write_all_at(data, *offset)
+                                .map_err(|e| Error::io(&describe, e))?;
+                            let before = written.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            // Its last chunk: flush it now, while the others are being written,
+                            // rather than all 1.4 GB at the end (as pgBackRest does too).
+                            let (path, size) = &targets[*index];
+                            if before + data.len() as u64 == *size {
+                                file.sync_all().map_err(|e| Error::io(path, e))?;
+                            }
+                        }
+                        Ok(data.len() as u64 * places.len() as u64)
+                    })();
+                    (written, scratch)
                 })
                 .await
-                .expect("writing does not panic")?;
-                progress.inc(written);
+                .expect("writing does not panic");
+                scratch = returned;
+                progress.inc(written?);
             }
         });
     }
