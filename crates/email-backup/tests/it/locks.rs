@@ -151,10 +151,18 @@ fn a_backup_whose_second_lock_check_fails_writes_nothing() {
     std::fs::rename(&hidden, &prune_lock).unwrap();
     signal(&backup, Signal::CONT);
     let status = backup.wait().unwrap();
-    assert_eq!(status.code(), Some(5), "the backup must fail with a conflict");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "the backup must fail with a conflict"
+    );
 
     assert_eq!(walk(&snapshots).len(), 0, "no snapshot was written");
-    assert_eq!(walk(&env.repo_dir().join("data")).len(), packs_before, "no pack was written");
+    assert_eq!(
+        walk(&env.repo_dir().join("data")).len(),
+        packs_before,
+        "no pack was written"
+    );
     assert_eq!(env.locks(), [prune_lock], "the backup removed its own lock");
     signal(&prune, Signal::KILL);
     prune.wait().unwrap();
