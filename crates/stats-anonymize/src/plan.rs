@@ -164,8 +164,9 @@ impl TablePlan {
         ])
     }
 
-    /// For each counter cache, its column and the statement that plans its condition on the
-    /// source (see [`CountColumn::check`]).
+    /// For each counter cache, its column and a query to plan on the source: the count's
+    /// condition against only the columns the copy keeps as they are, so that a condition that
+    /// would fail (or count masked values) on the target is refused before anything is written.
     pub fn count_checks(&self) -> impl Iterator<Item = (&str, &str)> {
         self.counts
             .iter()
