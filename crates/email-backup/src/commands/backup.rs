@@ -90,10 +90,14 @@ pub fn run(ctx: &Context, options: &BackupOptions) -> Result<u8> {
     let paths = backup_paths(ctx, &options.paths)?;
     let open = open(ctx)?;
     let lock = open.lock_unconfirmed(false)?;
-    let repo = open
-        .repo
-        .to_indexed_ids()
-        .map_err(|e| Error::rustic("reading the index", &e))?;
+    let repo = match open.repo.to_indexed_ids() {
+        Ok(repo) => repo,
+        Err(e) => {
+            // Read during the lock's check: a prune that won the race explains a vanished index.
+            lock.confirmed()?;
+            return Err(Error::rustic("reading the index", &e));
+        }
+    };
 
     let mut snapshot_options = SnapshotOptions::default().host(settings::host(&ctx.settings));
     for tag in &options.tags {
