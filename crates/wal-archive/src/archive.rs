@@ -256,14 +256,20 @@ pub fn open(bytes: &[u8]) -> Result<Vec<u8>, EnvelopeError> {
             .map(drop),
     };
     decompressed.map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
-    let actual = Sha256Digest::of(&data);
+    check_content(&data, size, sha256)?;
+    Ok(data)
+}
+
+/// Checks opened content against the size and SHA-256 its header records.
+fn check_content(data: &[u8], size: u64, sha256: Sha256Digest) -> Result<(), EnvelopeError> {
+    let actual = Sha256Digest::of(data);
     if data.len() as u64 != size || actual != sha256 {
         return Err(EnvelopeError::Mismatch {
             expected: format!("{size} bytes, sha256 {sha256}"),
             actual: format!("{} bytes, sha256 {actual}", data.len()),
         });
     }
-    Ok(data)
+    Ok(())
 }
 
 /// What opening many objects in a row reuses (a restore's chunks): one zstd context and one output
@@ -331,13 +337,7 @@ pub fn open_into<'s>(bytes: &[u8], scratch: &'s mut Scratch) -> Result<&'s [u8],
         .zstd
         .decompress_to_buffer(&bytes[start..], &mut scratch.data)
         .map_err(|e| EnvelopeError::Decompress(e.to_string()))?;
-    let actual = Sha256Digest::of(&scratch.data);
-    if scratch.data.len() as u64 != size || actual != sha256 {
-        return Err(EnvelopeError::Mismatch {
-            expected: format!("{size} bytes, sha256 {sha256}"),
-            actual: format!("{} bytes, sha256 {actual}", scratch.data.len()),
-        });
-    }
+    check_content(&scratch.data, size, sha256)?;
     Ok(&scratch.data)
 }
 

@@ -253,14 +253,7 @@ impl Codec {
         bytes: &[u8],
         expected: &Sha256Digest,
     ) -> std::result::Result<Vec<u8>, EnvelopeError> {
-        let (header, _) = archive::read_header(bytes)?;
-        let (stored, _) = Self::stored_id(&header);
-        if stored != *expected {
-            return Err(EnvelopeError::Mismatch {
-                expected: format!("id {expected}"),
-                actual: format!("id {stored}"),
-            });
-        }
+        Self::header_expecting(bytes, expected)?;
         self.open(bytes)
     }
 
@@ -274,15 +267,7 @@ impl Codec {
         expected: &Sha256Digest,
         scratch: &'s mut archive::Scratch,
     ) -> std::result::Result<&'s [u8], EnvelopeError> {
-        let (header, _) = archive::read_header(bytes)?;
-        let (stored, _) = Self::stored_id(&header);
-        if stored != *expected {
-            return Err(EnvelopeError::Mismatch {
-                expected: format!("id {expected}"),
-                actual: format!("id {stored}"),
-            });
-        }
-        match header {
+        match Self::header_expecting(bytes, expected)? {
             Header::Plain { .. } => archive::open_into(bytes, scratch),
             Header::Encrypted { .. } => self.open(bytes).map(|data| scratch.hold(data)),
         }
@@ -327,6 +312,22 @@ impl Codec {
             });
         }
         Ok(data)
+    }
+
+    /// The object's header, when it names `expected` as its content's identity.
+    fn header_expecting(
+        bytes: &[u8],
+        expected: &Sha256Digest,
+    ) -> std::result::Result<Header, EnvelopeError> {
+        let (header, _) = archive::read_header(bytes)?;
+        let (stored, _) = Self::stored_id(&header);
+        if stored != *expected {
+            return Err(EnvelopeError::Mismatch {
+                expected: format!("id {expected}"),
+                actual: format!("id {stored}"),
+            });
+        }
+        Ok(header)
     }
 
     /// The identity recorded in a stored object's header, and its size when the header says.

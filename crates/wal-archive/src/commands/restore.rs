@@ -384,51 +384,30 @@ async fn restore_files(
         result.expect("restore worker does not panic")?;
     }
     progress.finish_and_clear();
-    verify_files(pgdata, manifest, &files, concurrency).await
+    verify_files(pgdata, manifest, &files)
 }
 
-/// Flushes every file and checks that it received all its bytes. Every chunk was checked against
-/// its identity as it was written, so a full file is the backed-up file: reading each back to hash
-/// it again (as this did) only re-read the page cache, for a third SHA-256 pass over the database.
-async fn verify_files(
+/// Checks that every file received all its bytes, and makes the rest durable. Every chunk was
+/// checked against its identity as it was written, so a full file is the backed-up file (reading
+/// each back to hash it again only re-read the page cache). Each file with content was fsynced by
+/// the worker that completed it; what is left are the empty files and the directories.
+fn verify_files(
     pgdata: &Path,
     manifest: &Manifest,
-    files: &Arc<Vec<(std::fs::File, AtomicU64)>>,
-    concurrency: usize,
+    files: &[(std::fs::File, AtomicU64)],
 ) -> Result<()> {
-    let queue = Arc::new(std::sync::Mutex::new(
-        (0..manifest.files.len()).collect::<Vec<_>>(),
-    ));
-    let entries = Arc::new(manifest.files.clone());
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.min(4) {
-        let (queue, entries, files, root) = (
-            queue.clone(),
-            entries.clone(),
-            files.clone(),
-            pgdata.to_path_buf(),
-        );
-        workers.spawn_blocking(move || -> Result<()> {
-            loop {
-                let Some(index) = queue.lock().expect("queue lock").pop() else {
-                    return Ok(());
-                };
-                let entry = &entries[index];
-                let (file, written) = &files[index];
-                let path = root.join(&entry.path);
-                file.sync_all().map_err(|e| Error::io(&path, e))?;
-                let written = written.load(Ordering::Relaxed);
-                if written != entry.size {
-                    return Err(Error::Integrity(format!(
-                        "{}: {written} bytes restored of {}",
-                        entry.path, entry.size
-                    )));
-                }
-            }
-        });
-    }
-    while let Some(result) = workers.join_next().await {
-        result.expect("verify worker does not panic")?;
+    for (entry, (file, written)) in manifest.files.iter().zip(files) {
+        let written = written.load(Ordering::Relaxed);
+        if written != entry.size {
+            return Err(Error::Integrity(format!(
+                "{}: {written} bytes restored of {}",
+                entry.path, entry.size
+            )));
+        }
+        if entry.size == 0 {
+            let path = pgdata.join(&entry.path);
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
     }
     for dir in std::iter::once("").chain(manifest.dirs.iter().map(|d| d.path.as_str())) {
         fsutil::sync_dir(&pgdata.join(dir))?;
