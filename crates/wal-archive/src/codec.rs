@@ -214,6 +214,46 @@ impl Codec {
         }
     }
 
+    /// [`Codec::seal`] of what `reader` holds, `size` bytes, read in pieces (see
+    /// [`archive::compress_stream`]) rather than whole.
+    ///
+    /// # Errors
+    /// When reading fails or the reader does not hold `size` bytes.
+    ///
+    /// # Panics
+    /// Never: HMAC takes keys of any length.
+    pub fn seal_reader(
+        &self,
+        reader: impl std::io::Read + Send,
+        size: u64,
+    ) -> std::io::Result<(Sha256Digest, Vec<u8>)> {
+        let size_usize = usize::try_from(size).map_err(std::io::Error::other)?;
+        let mut sha256 = Sha256::new();
+        match &self.age {
+            None => {
+                let payload = archive::compress_stream(reader, size, self.compression, |piece| {
+                    sha256.update(piece);
+                })?;
+                let id = Sha256Digest(sha256.finalize().into());
+                let sealed = archive::seal_compressed(id, size_usize, self.compression, &payload);
+                Ok((id, sealed))
+            }
+            Some(keys) => {
+                let mut mac =
+                    hmac::Hmac::<Sha256>::new_from_slice(&keys.id_key).expect("any key length");
+                let payload = archive::compress_stream(reader, size, self.compression, |piece| {
+                    sha256.update(piece);
+                    mac.update(piece);
+                })?;
+                let id = Sha256Digest(mac.finalize().into_bytes().into());
+                let sha256 = Sha256Digest(sha256.finalize().into());
+                let inner =
+                    archive::seal_compressed(sha256, size_usize, self.compression, &payload);
+                Ok((id, Self::encrypt(keys, id, &inner)))
+            }
+        }
+    }
+
     /// The encrypted envelope of `inner` (a plain envelope), under identity `id`.
     ///
     /// # Panics

@@ -46,10 +46,10 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
         write_metrics(ctx, &pgdata);
         return Ok(exit::SUCCESS);
     }
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let file = WalFile::open(path)?;
     let mut identity = cluster_identity(&pgdata)?;
     if matches!(kind, WalFileKind::Segment | WalFileKind::Partial) {
-        identity.wal_segment_size = check_segment(name, &data, &identity)?;
+        identity.wal_segment_size = check_segment(name, &file, &identity)?;
     }
     let codec = settings::codec(&ctx.settings)?;
     identity.encryption = codec.fingerprint();
@@ -83,7 +83,7 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
                 (other, result)
             });
         }
-        let main = push(&*store, name, &data, &codec).await;
+        let main = push(&*store, name, &file, &codec).await;
         while let Some(done) = extra.join_next().await {
             match done {
                 Ok((other, Ok(()))) => {
@@ -99,7 +99,7 @@ pub fn run(ctx: &Context, path: &Path) -> Result<u8> {
     });
     let outcome = outcome.ok_or(Error::Timeout(timeout))??;
     let verb = match outcome {
-        Pushed::Stored(stored) => format!("archived ({} → {stored} bytes)", data.len()),
+        Pushed::Stored(stored) => format!("archived ({} → {stored} bytes)", file.size),
         Pushed::AlreadyThere => "already archived with identical content".to_owned(),
     };
     tracing::info!(
@@ -158,11 +158,9 @@ async fn push_ready(
     let path = state.pg_wal.join(name);
     // Taken before the read: a file changed after it would no longer match the marker.
     let version = file_version(&path).map_err(|e| Error::io(&path, e))?;
-    let data = tokio::fs::read(&path)
-        .await
-        .map_err(|e| Error::io(&path, e))?;
-    check_segment(name, &data, identity)?;
-    push(store, name, &data, codec).await?;
+    let file = WalFile::open(&path)?;
+    check_segment(name, &file, identity)?;
+    push(store, name, &file, codec).await?;
     state.write_marker(name, &version)
 }
 
@@ -256,16 +254,59 @@ enum Pushed {
     AlreadyThere,
 }
 
-/// Archives `data` as `name`, unless the archive holds it already. The caller has checked that
+/// A WAL file to archive: open, with its size and first bytes.
+struct WalFile {
+    path: PathBuf,
+    file: std::fs::File,
+    size: u64,
+    /// The first page (or the whole file, if shorter), for [`check_segment`].
+    head: Vec<u8>,
+}
+
+impl WalFile {
+    /// Size of the long page header PostgreSQL puts at the start of every segment, and more.
+    const HEAD: u64 = 8192;
+
+    fn open(path: &Path) -> Result<Self> {
+        use std::os::unix::fs::FileExt as _;
+        let io = |e| Error::io(path, e);
+        let file = std::fs::File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let mut head = vec![0; usize::try_from(size.min(Self::HEAD)).expect("small")];
+        file.read_exact_at(&mut head, 0).map_err(io)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            size,
+            head,
+        })
+    }
+
+    /// Its identity and the object to store, reading the file from its start.
+    fn seal(&self, codec: &Codec) -> Result<(ops_common::storage::Sha256Digest, Vec<u8>)> {
+        use std::io::{Seek as _, SeekFrom};
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| codec.seal_reader(file, self.size))
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Archives `file` as `name`, unless the archive holds it already. The caller has checked that
 /// the archive is this cluster's ([`ensure_archive_identity`]).
-async fn push(store: &dyn ObjectStore, name: &str, data: &[u8], codec: &Codec) -> Result<Pushed> {
+async fn push(
+    store: &dyn ObjectStore,
+    name: &str,
+    file: &WalFile,
+    codec: &Codec,
+) -> Result<Pushed> {
     let key = archive::wal_key(name);
     // Compressed before knowing whether the archive has it already: that is the rare case, and
     // hashing and compressing together is what makes the common one fast.
-    let (id, sealed) = codec.seal(data);
+    let (id, sealed) = file.seal(codec)?;
     if let Some(header) = stored_header(store, &key).await? {
         let (stored_id, stored_size) = Codec::stored_id(&header);
-        if stored_id == id && stored_size.is_none_or(|size| size == data.len() as u64) {
+        if stored_id == id && stored_size.is_none_or(|size| size == file.size) {
             return Ok(Pushed::AlreadyThere);
         }
         return Err(Error::Conflict(format!(
@@ -317,8 +358,8 @@ pub fn cluster_identity(pgdata: &Path) -> Result<ArchiveInfo> {
 }
 
 /// Checks a segment's header against its name and the cluster; returns the segment size.
-fn check_segment(name: &str, data: &[u8], identity: &ArchiveInfo) -> Result<u64> {
-    let header = walfile::parse_segment_header(data)
+fn check_segment(name: &str, file: &WalFile, identity: &ArchiveInfo) -> Result<u64> {
+    let header = walfile::parse_segment_header(&file.head)
         .map_err(|e| Error::Integrity(format!("{name}: {e}")))?;
     if header.system_identifier.to_string() != identity.system_identifier {
         return Err(Error::Conflict(format!(
@@ -340,10 +381,10 @@ fn check_segment(name: &str, data: &[u8], identity: &ArchiveInfo) -> Result<u64>
             walfile::format_lsn(position.segno * segment_size)
         )));
     }
-    if data.len() as u64 != segment_size {
+    if file.size != segment_size {
         return Err(Error::Integrity(format!(
             "{name}: {} bytes, but segments are {segment_size} bytes",
-            data.len()
+            file.size
         )));
     }
     Ok(segment_size)
