@@ -19,6 +19,7 @@
 use std::io::{Read, Write};
 use std::str::FromStr;
 
+use ops_common::fsutil::{self, PageBuffer};
 use ops_common::storage::Sha256Digest;
 use serde::{Deserialize, Serialize};
 
@@ -184,8 +185,8 @@ const PIECE: usize = 1 << 20;
 /// Reads `reader` to its end, which must be `size` bytes, and returns it compressed, each 1 MiB
 /// piece into its own frame, while `hash` sees every piece in order.
 ///
-/// A 16 MiB segment read whole into a fresh buffer costs a page fault per 4 KiB and a cold copy
-/// before any work can start, and compressing it in one frame keeps one core busy while the other
+/// A 16 MiB segment read whole into a fresh buffer costs a page fault per 4 KiB and a slow copy
+/// ([`PageBuffer`] says why) before any work can start, and compressing it in one frame keeps one core busy while the other
 /// idles once hashing is done. Here one thread reads and hashes pieces into a few reused buffers
 /// while the others compress them as they come. Concatenated frames are one content to every
 /// zstd and LZ4 decoder, and at 1 MiB a piece is twice zstd's level-1 window, so little is lost
@@ -208,12 +209,12 @@ pub fn compress_stream<R: Read + Send>(
     // about half as long as compressing.
     const COMPRESSORS: usize = 2;
     const BUFFERS: usize = COMPRESSORS + 2;
-    let (full_tx, full_rx) = sync_channel::<(usize, Vec<u8>)>(BUFFERS);
+    let (full_tx, full_rx) = sync_channel::<(usize, PageBuffer, usize)>(BUFFERS);
     let full_rx = std::sync::Mutex::new(full_rx);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(BUFFERS);
+    let (free_tx, free_rx) = sync_channel::<PageBuffer>(BUFFERS);
     for _ in 0..BUFFERS {
         free_tx
-            .send(Vec::with_capacity(PIECE))
+            .send(PageBuffer::zeroed(PIECE))
             .expect("room for every buffer");
     }
     let (frame_tx, frame_rx) = channel::<(usize, Vec<u8>)>();
@@ -221,10 +222,10 @@ pub fn compress_stream<R: Read + Send>(
         let mut compressor = PieceCompressor::new(compression);
         loop {
             let next = full_rx.lock().map(|rx| rx.recv());
-            let Ok(Ok((index, piece))) = next else {
+            let Ok(Ok((index, piece, filled))) = next else {
                 break;
             };
-            let frame = compressor.compress(&piece);
+            let frame = compressor.compress(&piece[..filled]);
             // The reader may have stopped early and gone: the buffer is then simply dropped.
             let _ = free_tx.send(piece);
             let _ = frame_tx.send((index, frame));
@@ -237,16 +238,14 @@ pub fn compress_stream<R: Read + Send>(
                 let Ok(mut buffer) = free_rx.recv() else {
                     break;
                 };
-                buffer.resize(PIECE, 0);
-                let filled = read_full(&mut reader, &mut buffer)?;
-                buffer.truncate(filled);
+                let filled = fsutil::read_full(&mut reader, &mut buffer)?;
                 total += filled as u64;
                 // Nothing beyond the promised size reaches the hash or a compressor.
                 if filled == 0 || total > size {
                     break;
                 }
-                hash(&buffer);
-                if full_tx.send((index, buffer)).is_err() {
+                hash(&buffer[..filled]);
+                if full_tx.send((index, buffer, filled)).is_err() {
                     break;
                 }
             }
@@ -278,20 +277,6 @@ pub fn compress_stream<R: Read + Send>(
         payload.extend_from_slice(&frame);
     }
     Ok(payload)
-}
-
-/// Fills `buffer` from `reader` as far as the reader goes; returns how much was read.
-fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match reader.read(&mut buffer[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Compresses pieces into frames of their own, reusing one zstd context.

@@ -16,7 +16,7 @@
 //!   [`StorageErrorKind::NotFound`], `Transient` or `Permanent`.
 //!
 //! Keys are `/`-separated relative paths whose components are not empty and do not start with `.`
-//! (the local store keeps its temporary files in `.tmp/`).
+//! (the local store stages each write in a dot-file beside its key).
 
 mod local;
 mod s3;

@@ -10,7 +10,6 @@
 //! written (so the backup does not exist), and the chunks already stored are reused by the next one.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +20,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use ops_common::cli::Context;
 use ops_common::exit;
+use ops_common::fsutil::{self, PageBuffer};
 use ops_common::metrics::Metrics;
 use ops_common::storage::{ObjectStore, PutBody, Sha256Digest};
 use sha2::{Digest as _, Sha256};
@@ -700,21 +700,20 @@ fn read_file(
     let mut chunks = Vec::new();
     let mut size = 0u64;
     loop {
-        let mut chunk = Vec::with_capacity(usize::try_from(CHUNK_SIZE).expect("fits"));
-        (&mut file)
-            .take(CHUNK_SIZE)
-            .read_to_end(&mut chunk)
-            .map_err(|e| Error::io(&full, e))?;
-        if chunk.is_empty() {
+        // Page-aligned: the kernel copies into it three times faster (see `PageBuffer`).
+        let mut buffer = PageBuffer::zeroed(usize::try_from(CHUNK_SIZE).expect("fits"));
+        let filled = fsutil::read_full(&mut file, &mut buffer).map_err(|e| Error::io(&full, e))?;
+        if filled == 0 {
             break;
         }
+        let chunk = buffer.into_bytes(filled);
         whole.update(&chunk);
         size += chunk.len() as u64;
         progress.inc(chunk.len() as u64);
         let digest = codec.id(&chunk);
         chunks.push(digest);
         let is_new = known.lock().expect("known lock").insert(digest);
-        if is_new && tx.blocking_send((digest, Bytes::from(chunk))).is_err() {
+        if is_new && tx.blocking_send((digest, chunk)).is_err() {
             return Err(Error::Server("an upload failed".to_owned()));
         }
     }
