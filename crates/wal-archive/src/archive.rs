@@ -219,13 +219,12 @@ pub fn compress_stream<R: Read + Send>(
     }
     let (frame_tx, frame_rx) = channel::<(usize, Vec<u8>)>();
     let compress = || {
-        let mut compressor = PieceCompressor::new(compression);
         loop {
             let next = full_rx.lock().map(|rx| rx.recv());
             let Ok(Ok((index, piece, filled))) = next else {
                 break;
             };
-            let frame = compressor.compress(&piece[..filled]);
+            let frame = compress(&piece[..filled], compression);
             // The reader may have stopped early and gone: the buffer is then simply dropped.
             let _ = free_tx.send(piece);
             let _ = frame_tx.send((index, frame));
@@ -279,29 +278,11 @@ pub fn compress_stream<R: Read + Send>(
     Ok(payload)
 }
 
-/// Compresses pieces into frames of their own, reusing one zstd context.
-enum PieceCompressor {
-    None,
-    Zstd(zstd::bulk::Compressor<'static>),
-    Lz4,
-}
-
-impl PieceCompressor {
-    fn new(compression: Compression) -> Self {
-        match compression {
-            Compression::None => Self::None,
-            Compression::Zstd => Self::Zstd(zstd_compressor()),
-            Compression::Lz4 => Self::Lz4,
-        }
-    }
-
-    fn compress(&mut self, piece: &[u8]) -> Vec<u8> {
-        match self {
-            Self::None => piece.to_vec(),
-            Self::Zstd(compressor) => compressor.compress(piece).expect("compressing into memory"),
-            Self::Lz4 => compress(piece, Compression::Lz4),
-        }
-    }
+thread_local! {
+    /// Each thread's zstd context: a backup compresses thousands of 1 MiB chunks, and a new
+    /// context for each allocated and cleared its tables every time.
+    static ZSTD: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// A zstd context at [`ZSTD_LEVEL`] that adds its content checksum to every frame.
@@ -321,9 +302,12 @@ fn zstd_compressor() -> zstd::bulk::Compressor<'static> {
 fn compress(data: &[u8], compression: Compression) -> Vec<u8> {
     match compression {
         Compression::None => data.to_vec(),
-        Compression::Zstd => zstd_compressor()
-            .compress(data)
-            .expect("compressing into memory"),
+        Compression::Zstd => ZSTD.with_borrow_mut(|compressor| {
+            compressor
+                .get_or_insert_with(zstd_compressor)
+                .compress(data)
+                .expect("compressing into memory")
+        }),
         Compression::Lz4 => {
             let info = lz4_flex::frame::FrameInfo::new().content_checksum(true);
             let mut encoder = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());

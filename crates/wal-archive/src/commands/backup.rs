@@ -35,8 +35,8 @@ use crate::manifest::{BackupInfo, CHUNK_SIZE, DirEntry, FileEntry, LinkEntry, Ma
 use crate::settings::{self, WALG_UPLOAD_CONCURRENCY};
 use crate::walfile::{self, SegmentName};
 
-/// How long `pg_backup_stop` may wait for the backup's WAL to be archived before the backup is
-/// abandoned: with archiving working it takes seconds; past this, archiving is broken.
+/// How long a backup waits for its WAL to reach the archive before it is abandoned: with
+/// archiving working it takes a fraction of a second; past this, archiving is broken.
 const STOP_TIMEOUT: Duration = Duration::from_mins(10);
 
 /// Directories whose contents PostgreSQL recreates or does not need (the documentation's list,
@@ -280,17 +280,15 @@ async fn backup_locked(
     .await?;
     progress.finish_and_clear();
 
-    let stop = tokio::time::timeout(
-        STOP_TIMEOUT,
-        client.query_one("select lsn::text, labelfile, spcmapfile from pg_backup_stop(true)", &[]),
-    )
-    .await
-    .map_err(|_| {
-        Error::Server(format!(
-            "pg_backup_stop still waits for WAL archiving after {STOP_TIMEOUT:?}: archive_command is failing (see pg_stat_archiver)"
-        ))
-    })?
-    .map_err(|e| Error::db("pg_backup_stop", e))?;
+    // Not PostgreSQL's own wait for archiving: it polls once a second, and it only knows that
+    // archive_command succeeded. The backup waits instead for the WAL in this archive.
+    let stop = client
+        .query_one(
+            "select lsn::text, labelfile, spcmapfile from pg_backup_stop(false)",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("pg_backup_stop", e))?;
     let stopped = Stopped {
         time: Utc::now(),
         lsn: stop.get(0),
@@ -298,6 +296,7 @@ async fn backup_locked(
         tablespace_map: stop.get(2),
     };
     drop(client);
+    wait_until_archived(&*store, &stopped, facts.wal_segment_size).await?;
     let manifest = Manifest {
         name: name.clone(),
         chunk_size: CHUNK_SIZE,
@@ -321,6 +320,43 @@ async fn backup_locked(
         copied.new_chunks,
     )
     .await
+}
+
+/// Waits until the archive holds the segment with the backup's last WAL (the one PostgreSQL
+/// switched away from in `pg_backup_stop`): until then the backup cannot be restored, so its
+/// completion marker must not be written.
+///
+/// # Errors
+/// When the segment has not arrived after [`STOP_TIMEOUT`], or the archive cannot be read.
+async fn wait_until_archived(
+    store: &dyn ObjectStore,
+    stopped: &Stopped,
+    segment_size: u64,
+) -> Result<()> {
+    let timeline = label_field(&stopped.label, "START TIMELINE")
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(1);
+    let stop_lsn = walfile::parse_lsn(&stopped.lsn).unwrap_or_default();
+    // The segment holding the last byte before the stop point, as PostgreSQL names it.
+    let last = SegmentName::of_lsn(timeline, stop_lsn.saturating_sub(1), segment_size)
+        .file_name(segment_size);
+    let key = archive::wal_key(&last);
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match store.head(&key).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Server(format!(
+                "the backup's last WAL segment {last} is not in the archive after {STOP_TIMEOUT:?}: archive_command must run `wal-archive push %p` with these settings, and it is failing or archives elsewhere (see pg_stat_archiver)"
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
 }
 
 /// What `pg_backup_start` gave.
