@@ -333,9 +333,7 @@ async fn wait_until_archived(
     stopped: &Stopped,
     segment_size: u64,
 ) -> Result<()> {
-    let timeline = label_field(&stopped.label, "START TIMELINE")
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(1);
+    let timeline = stopped.timeline();
     let stop_lsn = walfile::parse_lsn(&stopped.lsn).unwrap_or_default();
     // The segment holding the last byte before the stop point, as PostgreSQL names it.
     let last = SegmentName::of_lsn(timeline, stop_lsn.saturating_sub(1), segment_size)
@@ -374,6 +372,15 @@ struct Stopped {
     tablespace_map: Option<String>,
 }
 
+impl Stopped {
+    /// The backup's timeline, from its label (a backup of a primary never changes timeline).
+    fn timeline(&self) -> u32 {
+        label_field(&self.label, "START TIMELINE")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1)
+    }
+}
+
 /// Stores the label, the map and the manifest, then the completion marker, last.
 #[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the same eight values.
 async fn record(
@@ -394,9 +401,7 @@ async fn record(
             .await?;
         Ok::<_, Error>(digest)
     };
-    let timeline = label_field(&stopped.label, "START TIMELINE")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1);
+    let timeline = stopped.timeline();
     let start_wal_file = SegmentName::of_lsn(
         timeline,
         walfile::parse_lsn(&started.lsn).unwrap_or_default(),
