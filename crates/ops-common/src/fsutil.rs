@@ -180,7 +180,7 @@ pub struct PageBuffer {
 }
 
 impl PageBuffer {
-    /// `len` zero bytes (untouched pages until used: the allocation is zeroed by the kernel).
+    /// `len` zero bytes. A large buffer is fresh pages, which the kernel zeroes on first use.
     #[must_use]
     pub fn zeroed(len: usize) -> Self {
         let storage = vec![0; len + PAGE];

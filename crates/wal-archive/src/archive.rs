@@ -186,9 +186,9 @@ const PIECE: usize = 1 << 20;
 /// piece into its own frame, while `hash` sees every piece in order.
 ///
 /// A 16 MiB segment read whole into a fresh buffer costs a page fault per 4 KiB and a slow copy
-/// ([`PageBuffer`] says why) before any work can start, and compressing it in one frame keeps one core busy while the other
-/// idles once hashing is done. Here one thread reads and hashes pieces into a few reused buffers
-/// while the others compress them as they come. Concatenated frames are one content to every
+/// ([`PageBuffer`] says why) before any work can start, and compressing it in one frame keeps
+/// one core busy while the other idles once hashing is done. Here one thread reads and hashes
+/// pieces into a few reused, page-aligned buffers while two others compress them as they come. Concatenated frames are one content to every
 /// zstd and LZ4 decoder, and at 1 MiB a piece is twice zstd's level-1 window, so little is lost
 /// at the seams (0.1% on WAL).
 ///

@@ -2,8 +2,9 @@
 //!
 //! A put writes `<root>/<key's directory>/.<name>.tmp-<random>`, flushes it, renames it to
 //! `<root>/<key>` and flushes the directory, so an object is visible whole or not at all and
-//! survives a crash once `put` returns. Files are private (0600) and directories 0700, whatever the umask: an archive holds a whole
-//! database, and a backup run from cron has the usual umask of 022. The work runs on
+//! survives a crash once `put` returns; a crash before leaves at most that dot-file, which
+//! listings skip. Files are private (0600) and directories 0700, whatever the umask: an archive
+//! holds a whole database, and a backup run from cron has the usual umask of 022. The work runs on
 //! blocking threads, bounded by the same per-attempt timeout as S3 calls so that a hung mount cannot
 //! hang a tool; local errors other than timeouts are not retried, since they do not go away by
 //! themselves.

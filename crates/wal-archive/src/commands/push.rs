@@ -264,7 +264,8 @@ struct WalFile {
 }
 
 impl WalFile {
-    /// Size of the long page header PostgreSQL puts at the start of every segment, and more.
+    /// How much of the start is read for the checks: the first page, whose long header names
+    /// the cluster and the segment.
     const HEAD: u64 = 8192;
 
     fn open(path: &Path) -> Result<Self> {
