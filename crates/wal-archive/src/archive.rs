@@ -218,7 +218,7 @@ pub fn compress_stream<R: Read + Send>(
             .expect("room for every buffer");
     }
     let (frame_tx, frame_rx) = channel::<(usize, Vec<u8>)>();
-    let compress = || {
+    let compress_pieces = || {
         loop {
             let next = full_rx.lock().map(|rx| rx.recv());
             let Ok(Ok((index, piece, filled))) = next else {
@@ -250,8 +250,8 @@ pub fn compress_stream<R: Read + Send>(
             }
             Ok(total)
         });
-        let helper = scope.spawn(compress);
-        compress();
+        let helper = scope.spawn(compress_pieces);
+        compress_pieces();
         helper
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -270,6 +270,10 @@ pub fn compress_stream<R: Read + Send>(
         )));
     }
     let mut frames: Vec<_> = frame_rx.try_iter().collect();
+    if frames.is_empty() {
+        // Empty content is still one (empty) frame, as `compress` makes it.
+        return Ok(compress(&[], compression));
+    }
     frames.sort_unstable_by_key(|(index, _)| *index);
     let mut payload = Vec::with_capacity(frames.iter().map(|(_, frame)| frame.len()).sum());
     for (_, frame) in frames {
@@ -568,11 +572,14 @@ mod tests {
 
     #[test]
     fn streamed_content_opens_like_sealed_content() {
-        // Several pieces and a short last one, with every compression.
-        let data: Vec<u8> = (0..5 * PIECE / 2)
+        // Several pieces and a short last one, and nothing, with every compression.
+        let long: Vec<u8> = (0..5 * PIECE / 2)
             .map(|i| u8::try_from((i / 7) % 251).unwrap())
             .collect();
-        for compression in [Compression::Zstd, Compression::Lz4, Compression::None] {
+        for (data, compression) in [Compression::Zstd, Compression::Lz4, Compression::None]
+            .into_iter()
+            .flat_map(|c| [(long.clone(), c), (Vec::new(), c)])
+        {
             let mut hashed = Vec::new();
             let payload = compress_stream(&data[..], data.len() as u64, compression, |piece| {
                 hashed.extend_from_slice(piece);
