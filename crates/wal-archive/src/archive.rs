@@ -157,9 +157,9 @@ pub fn seal_compressed(
     out
 }
 
-/// Runs `hash` on another thread while compressing `data`: on a 16 MiB segment hashing is a third
-/// of the work, and what `archive_command` costs PostgreSQL is wall time. Small contents are
-/// not worth a thread.
+/// Runs `hash` on another thread while compressing `data`, for content already in memory (a
+/// pushed file is read in pieces instead, by [`compress_stream`]). Small contents are not worth a
+/// thread.
 pub fn hash_while_compressing<T: Send>(
     data: &[u8],
     compression: Compression,
@@ -188,9 +188,9 @@ const PIECE: usize = 1 << 20;
 /// A 16 MiB segment read whole into a fresh buffer costs a page fault per 4 KiB and a slow copy
 /// ([`PageBuffer`] says why) before any work can start, and compressing it in one frame keeps
 /// one core busy while the other idles once hashing is done. Here one thread reads and hashes
-/// pieces into a few reused, page-aligned buffers while two others compress them as they come. Concatenated frames are one content to every
-/// zstd and LZ4 decoder, and at 1 MiB a piece is twice zstd's level-1 window, so little is lost
-/// at the seams (0.1% on WAL).
+/// pieces into a few reused, page-aligned buffers while two others compress them as they come.
+/// Concatenated frames are one content to every zstd and LZ4 decoder, and at 1 MiB a piece is
+/// twice zstd's level-1 window, so little is lost at the seams (0.1% on WAL).
 ///
 /// # Errors
 /// When reading fails, or the reader holds more or less than `size` bytes (a file that changed

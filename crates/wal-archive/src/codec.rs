@@ -56,6 +56,29 @@ struct AgeKeys {
     id_key: [u8; 32],
 }
 
+impl AgeKeys {
+    /// The keyed hash that gives content its identity.
+    fn mac(&self) -> hmac::Hmac<Sha256> {
+        hmac::Hmac::<Sha256>::new_from_slice(&self.id_key).expect("HMAC takes keys of any length")
+    }
+}
+
+/// The hashes sealing takes of content as it arrives.
+struct Hashes {
+    sha256: Sha256,
+    /// With encryption: the identity (HMAC-SHA256 under the archive's identity key).
+    mac: Option<hmac::Hmac<Sha256>>,
+}
+
+impl Hashes {
+    fn update(&mut self, piece: &[u8]) {
+        self.sha256.update(piece);
+        if let Some(mac) = &mut self.mac {
+            mac.update(piece);
+        }
+    }
+}
+
 impl Codec {
     /// Compression only.
     pub fn plain(compression: Compression) -> Self {
@@ -176,8 +199,7 @@ impl Codec {
         match &self.age {
             None => Sha256Digest::of(data),
             Some(keys) => {
-                let mut mac =
-                    hmac::Hmac::<Sha256>::new_from_slice(&keys.id_key).expect("any key length");
+                let mut mac = keys.mac();
                 mac.update(data);
                 Sha256Digest(mac.finalize().into_bytes().into())
             }
@@ -195,23 +217,12 @@ impl Codec {
     /// Seals content, returning its identity and the object's bytes. The content is hashed while
     /// it is compressed (see [`archive::hash_while_compressing`]).
     pub fn seal(&self, data: &[u8]) -> (Sha256Digest, Vec<u8>) {
-        let size = data.len();
-        match &self.age {
-            None => {
-                let (id, payload) =
-                    archive::hash_while_compressing(data, self.compression, Sha256Digest::of);
-                let sealed = archive::seal_compressed(id, size, self.compression, &payload);
-                (id, sealed)
-            }
-            Some(keys) => {
-                let ((id, sha256), payload) =
-                    archive::hash_while_compressing(data, self.compression, |data| {
-                        (self.id(data), Sha256Digest::of(data))
-                    });
-                let inner = archive::seal_compressed(sha256, size, self.compression, &payload);
-                (id, Self::encrypt(keys, id, &inner))
-            }
-        }
+        let (hashes, payload) = archive::hash_while_compressing(data, self.compression, |data| {
+            let mut hashes = self.hashes();
+            hashes.update(data);
+            hashes
+        });
+        self.wrap(hashes, data.len(), &payload)
     }
 
     /// [`Codec::seal`] of what `reader` holds, `size` bytes, read in pieces (see
@@ -219,38 +230,38 @@ impl Codec {
     ///
     /// # Errors
     /// When reading fails or the reader does not hold `size` bytes.
-    ///
-    /// # Panics
-    /// Never: HMAC takes keys of any length.
     pub fn seal_reader(
         &self,
         reader: impl std::io::Read + Send,
         size: u64,
     ) -> std::io::Result<(Sha256Digest, Vec<u8>)> {
         let size_usize = usize::try_from(size).map_err(std::io::Error::other)?;
-        let mut sha256 = Sha256::new();
-        match &self.age {
-            None => {
-                let payload = archive::compress_stream(reader, size, self.compression, |piece| {
-                    sha256.update(piece);
-                })?;
-                let id = Sha256Digest(sha256.finalize().into());
-                let sealed = archive::seal_compressed(id, size_usize, self.compression, &payload);
-                Ok((id, sealed))
-            }
-            Some(keys) => {
-                let mut mac =
-                    hmac::Hmac::<Sha256>::new_from_slice(&keys.id_key).expect("any key length");
-                let payload = archive::compress_stream(reader, size, self.compression, |piece| {
-                    sha256.update(piece);
-                    mac.update(piece);
-                })?;
+        let mut hashes = self.hashes();
+        let payload = archive::compress_stream(reader, size, self.compression, |piece| {
+            hashes.update(piece);
+        })?;
+        Ok(self.wrap(hashes, size_usize, &payload))
+    }
+
+    /// What sealing content hashes as it arrives: its SHA-256, and with encryption its identity.
+    fn hashes(&self) -> Hashes {
+        Hashes {
+            sha256: Sha256::new(),
+            mac: self.age.as_ref().map(|keys| keys.mac()),
+        }
+    }
+
+    /// The object for content of `size` bytes, hashed into `hashes` and compressed into `payload`,
+    /// and its identity.
+    fn wrap(&self, hashes: Hashes, size: usize, payload: &[u8]) -> (Sha256Digest, Vec<u8>) {
+        let sha256 = Sha256Digest(hashes.sha256.finalize().into());
+        let plain = archive::seal_compressed(sha256, size, self.compression, payload);
+        match (&self.age, hashes.mac) {
+            (Some(keys), Some(mac)) => {
                 let id = Sha256Digest(mac.finalize().into_bytes().into());
-                let sha256 = Sha256Digest(sha256.finalize().into());
-                let inner =
-                    archive::seal_compressed(sha256, size_usize, self.compression, &payload);
-                Ok((id, Self::encrypt(keys, id, &inner)))
+                (id, Self::encrypt(keys, id, &plain))
             }
+            _ => (sha256, plain),
         }
     }
 
