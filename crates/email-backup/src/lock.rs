@@ -250,7 +250,7 @@ enum GateState {
 impl WriteGate {
     fn set(&self, state: GateState) {
         let (current, changed) = &*self.0;
-        *current.lock().unwrap_or_else(PoisonError::into_inner) = state;
+        *lock_unpoisoned(current) = state;
         changed.notify_all();
     }
 
@@ -260,7 +260,7 @@ impl WriteGate {
     /// The reason, when the check found a conflicting lock or could not run.
     pub fn wait(&self) -> std::result::Result<(), String> {
         let (current, changed) = &*self.0;
-        let mut state = current.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock_unpoisoned(current);
         loop {
             match &*state {
                 GateState::Open => return Ok(()),
