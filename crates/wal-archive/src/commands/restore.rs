@@ -295,7 +295,6 @@ async fn restore_files(
         let path = pgdata.join(&link.path);
         std::os::unix::fs::symlink(&link.target, &path).map_err(|e| Error::io(&path, e))?;
     }
-    // Each file, and how many bytes were written into it.
     let mut files = Vec::with_capacity(manifest.files.len());
     let mut positions: HashMap<Sha256Digest, Vec<(usize, u64)>> = HashMap::new();
     for (index, entry) in manifest.files.iter().enumerate() {
@@ -308,7 +307,12 @@ async fn restore_files(
         file.set_len(entry.size).map_err(|e| Error::io(&path, e))?;
         file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
             .map_err(|e| Error::io(&path, e))?;
-        files.push((file, AtomicU64::new(0)));
+        files.push(Target {
+            file,
+            path,
+            size: entry.size,
+            written: AtomicU64::new(0),
+        });
         for (n, digest) in entry.chunks.iter().enumerate() {
             positions
                 .entry(*digest)
@@ -324,20 +328,12 @@ async fn restore_files(
     let mut chunks: Vec<_> = positions.into_iter().collect();
     chunks.sort_unstable_by_key(|(_, places)| std::cmp::Reverse(places[0]));
     let queue = Arc::new(std::sync::Mutex::new(chunks));
-    let targets: Arc<Vec<(PathBuf, u64)>> = Arc::new(
-        manifest
-            .files
-            .iter()
-            .map(|f| (pgdata.join(&f.path), f.size))
-            .collect(),
-    );
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (queue, store, files, targets, progress, codec) = (
+        let (queue, store, files, progress, codec) = (
             queue.clone(),
             store.clone(),
             files.clone(),
-            targets.clone(),
             progress.clone(),
             codec.clone(),
         );
@@ -350,7 +346,7 @@ async fn restore_files(
                 };
                 let key = archive::chunk_key(&digest);
                 let sealed = store.get_bytes(&key).await?;
-                let (files, targets, codec) = (files.clone(), targets.clone(), codec.clone());
+                let (files, codec) = (files.clone(), codec.clone());
                 let describe = store.describe(&key);
                 let (written, returned) = tokio::task::spawn_blocking(move || {
                     let written = (|| -> Result<u64> {
@@ -358,15 +354,21 @@ async fn restore_files(
                             .open_expecting_into(&sealed, &digest, &mut scratch)
                             .map_err(|e| Error::Integrity(format!("{describe}: {e}")))?;
                         for (index, offset) in &places {
-                            let (file, written) = &files[*index];
-                            file.write_all_at(data, *offset)
+                            let target = &files[*index];
+                            target
+                                .file
+                                .write_all_at(data, *offset)
                                 .map_err(|e| Error::io(&describe, e))?;
-                            let before = written.fetch_add(data.len() as u64, Ordering::Relaxed);
+                            let before = target
+                                .written
+                                .fetch_add(data.len() as u64, Ordering::Relaxed);
                             // Its last chunk: flush it now, while the others are being written,
                             // rather than all 1.4 GB at the end (as pgBackRest does too).
-                            let (path, size) = &targets[*index];
-                            if before + data.len() as u64 == *size {
-                                file.sync_all().map_err(|e| Error::io(path, e))?;
+                            if before + data.len() as u64 == target.size {
+                                target
+                                    .file
+                                    .sync_all()
+                                    .map_err(|e| Error::io(&target.path, e))?;
                             }
                         }
                         Ok(data.len() as u64 * places.len() as u64)
@@ -387,26 +389,33 @@ async fn restore_files(
     verify_files(pgdata, manifest, &files)
 }
 
+/// A file being restored, and how many of its bytes have been written.
+struct Target {
+    file: std::fs::File,
+    path: PathBuf,
+    size: u64,
+    written: AtomicU64,
+}
+
 /// Checks that every file received all its bytes, and makes the rest durable. Every chunk was
 /// checked against its identity as it was written, so a full file is the backed-up file (reading
 /// each back to hash it again only re-read the page cache). Each file with content was fsynced by
 /// the worker that completed it; what is left are the empty files and the directories.
-fn verify_files(
-    pgdata: &Path,
-    manifest: &Manifest,
-    files: &[(std::fs::File, AtomicU64)],
-) -> Result<()> {
-    for (entry, (file, written)) in manifest.files.iter().zip(files) {
-        let written = written.load(Ordering::Relaxed);
-        if written != entry.size {
+fn verify_files(pgdata: &Path, manifest: &Manifest, files: &[Target]) -> Result<()> {
+    for target in files {
+        let written = target.written.load(Ordering::Relaxed);
+        if written != target.size {
             return Err(Error::Integrity(format!(
                 "{}: {written} bytes restored of {}",
-                entry.path, entry.size
+                target.path.display(),
+                target.size
             )));
         }
-        if entry.size == 0 {
-            let path = pgdata.join(&entry.path);
-            file.sync_all().map_err(|e| Error::io(&path, e))?;
+        if target.size == 0 {
+            target
+                .file
+                .sync_all()
+                .map_err(|e| Error::io(&target.path, e))?;
         }
     }
     for dir in std::iter::once("").chain(manifest.dirs.iter().map(|d| d.path.as_str())) {
