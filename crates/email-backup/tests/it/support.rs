@@ -115,22 +115,21 @@ impl Env {
 
     /// The pack files, with their sizes.
     pub(crate) fn packs(&self) -> BTreeMap<PathBuf, u64> {
-        let mut out = BTreeMap::new();
-        let data = self.repo_dir().join("data");
-        for entry in walk(&data) {
-            if entry.is_file() {
-                out.insert(entry.clone(), entry.metadata().unwrap().len());
-            }
-        }
-        out
+        published(&self.repo_dir().join("data"))
+            .into_iter()
+            .map(|path| {
+                let size = path.metadata().unwrap().len();
+                (path, size)
+            })
+            .collect()
     }
 
     /// The lock files, once written: restic creates a lock file empty and then writes it, and an
     /// empty lock file is ignored by restic and email-backup alike.
     pub(crate) fn locks(&self) -> Vec<PathBuf> {
-        walk(&self.repo_dir().join("locks"))
+        published(&self.repo_dir().join("locks"))
             .into_iter()
-            .filter(|p| p.metadata().is_ok_and(|m| m.is_file() && m.len() > 0))
+            .filter(|p| p.metadata().is_ok_and(|m| m.len() > 0))
             .collect()
     }
 
@@ -191,6 +190,20 @@ pub(crate) fn short_emails(root: &Path, count: u64, seed: u64) -> Vec<PathBuf> {
 
 pub(crate) fn write_setting(envdir: &Path, name: &str, value: &str) {
     std::fs::write(envdir.join(name), format!("{value}\n")).unwrap();
+}
+
+/// The files under `root` that are objects of the repository: not the dot-files the local store
+/// writes first and renames into place, which neither restic nor email-backup reads.
+fn published(root: &Path) -> Vec<PathBuf> {
+    walk(root)
+        .into_iter()
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect()
 }
 
 /// Every path under `root` (files and directories), sorted; empty if it does not exist.
