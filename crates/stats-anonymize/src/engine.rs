@@ -10,15 +10,18 @@
 //!    and a fresh `<schema>__loading` created.
 //! 4. Each table: `CREATE TABLE` and `COPY … FROM STDIN (FREEZE)` in one transaction on the target,
 //!    fed with the bytes of `COPY (SELECT …) TO STDOUT` from the source as they arrive. Rows are
-//!    never parsed here; memory holds a few buffers whatever the table's size.
-//! 5. Primary keys and indexes, then `ANALYZE`, table by table in parallel.
+//!    never parsed here; memory holds a few buffers whatever the table's size, and the key sets
+//!    of [`crate::plan::KeySet`] (at most [`MAX_KEYS`] keys each).
+//! 5. Counter caches, primary keys and indexes, `ANALYZE`.
 //! 6. The leak scan ([`crate::scan`]); a hit stops the run.
 //! 7. The swap ([`crate::target::swap`]).
 //!
+//! Steps 4 to 6 overlap: they are tasks taken by the jobs as they become ready.
+//!
 //! Any failure drops `<schema>__loading` and leaves the live and previous copies as they were.
 
-use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pg::{self, ident, literal, qualified};
-use crate::plan::{Plan, RECOUNT_STAGING, TablePlan};
+use crate::plan::{self, KeySet, MAX_KEYS, Plan, RECOUNT_STAGING, TablePlan};
 use crate::pseudonym::{self, PaddedKeys};
 use crate::rules::{Problems, Rules};
 use crate::scan::{self, Needles};
@@ -95,11 +98,12 @@ pub struct Report {
     pub bytes: u64,
     /// Values sampled from the source for the leak scan.
     pub sampled: usize,
-    /// Seconds copying.
+    /// Seconds from the start of the copy until the last table was loaded.
     pub copy_seconds: f64,
-    /// Seconds building keys and indexes and analysing.
+    /// Seconds counting, building keys and indexes and analysing, summed over the jobs (done
+    /// alongside the copy).
     pub index_seconds: f64,
-    /// Seconds scanning.
+    /// Seconds of leak scan, summed over the jobs (done alongside the copy).
     pub scan_seconds: f64,
     /// Seconds swapping (waiting for readers included).
     pub swap_seconds: f64,
@@ -231,6 +235,15 @@ pub async fn compile(
             ),
             table.select.as_str(),
         )];
+        if let Some(keyed) = &table.keyed {
+            queries.push((
+                format!(
+                    "tables.{}: the query that checks its references against the keys of the copies fails",
+                    table.name
+                ),
+                keyed.select.as_str(),
+            ));
+        }
         for (column, check) in table.count_checks() {
             queries.push((
                 format!(
@@ -413,8 +426,9 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
     };
     target::create_loading(&target, &job.names, &mark).await?;
     let mut timings = Timings::default();
+    let mut jobs = Vec::new();
     let loaded = tokio::select! {
-        loaded = load(job, &plan, &coordinator, &snapshot, &needles, &mut timings) => loaded,
+        loaded = load(job, &plan, &coordinator, &snapshot, &needles, &mut timings, &mut jobs) => loaded,
         () = cancel.cancelled() => Err(Error::Interrupted),
     };
     let outcome = match loaded {
@@ -449,6 +463,14 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
         if matches!(e, Error::Interrupted) {
             tracing::warn!("interrupted; dropping the unfinished copy");
         }
+        // The jobs' connections are closed, but the server finishes the statement under way
+        // first: one still creating an index in the loading schema would deadlock the DROP.
+        if let Err(e) = target::end_sessions(&target, &jobs).await {
+            tracing::warn!(
+                "could not end the jobs' sessions: {}",
+                ops_common::one_line(&e)
+            );
+        }
         if let Err(e) = target::drop_loading(&target, &job.names).await {
             tracing::warn!(
                 "could not drop {} after the failure (the next run drops it): {}",
@@ -479,7 +501,9 @@ impl Timings {
     }
 }
 
-/// Steps 4 to 6: copy, index, scan.
+/// Steps 4 to 6, overlapped: the jobs share one list of [`Task`]s, and each takes the first that
+/// is ready (copies first: they make other tasks ready), so indexes are built and tables scanned
+/// while other tables are still being copied.
 async fn load(
     job: &Job<'_>,
     plan: &Plan,
@@ -487,25 +511,51 @@ async fn load(
     snapshot: &str,
     needles: &Needles,
     timings: &mut Timings,
+    jobs: &mut Vec<target::Session>,
 ) -> Result<Vec<TableReport>> {
-    let phase = Instant::now();
-    let tables = copy(job, plan, snapshot).await?;
-    // Every job has its rows: release the snapshot, so the source's vacuum is held up no longer.
+    let started = Instant::now();
+    let workers = job.jobs.clamp(1, plan.tables.len().max(1));
+    let sessions = futures_util::future::try_join_all((0..workers).map(|_| async {
+        Ok::<_, Error>((
+            source_session(job, snapshot).await?,
+            target_session(job).await?,
+        ))
+    }))
+    .await?;
+    for (_, target) in &sessions {
+        jobs.push(target::Session::of(target).await?);
+    }
+    // Every job has imported the snapshot, and holds it while it has tables to copy: the
+    // coordinator's own transaction no longer holds up the source's vacuum.
     coordinator
         .batch_execute("COMMIT")
         .await
         .map_err(|e| Error::db("ending the source transaction", &e))?;
-    timings.copy = phase.elapsed().as_secs_f64();
-
-    let phase = Instant::now();
-    recount(job, plan).await?;
-    index(job, plan).await?;
-    timings.index = phase.elapsed().as_secs_f64();
-
-    let phase = Instant::now();
-    let leaks = leak_scan(job, plan, needles).await?;
-    timings.scan = phase.elapsed().as_secs_f64();
+    let schedule = Schedule::new(plan, &job.names.loading);
+    let bar = ops_common::progress::items(schedule.tasks(), "loading", job.log_format);
+    let worked = futures_util::future::try_join_all(
+        sessions
+            .into_iter()
+            .map(|(source, target)| work(&schedule, needles, source, target, &bar)),
+    )
+    .await;
+    bar.finish_and_clear();
+    let mut tables = Vec::new();
+    let mut leaks = Vec::new();
+    for (t, l) in worked? {
+        tables.extend(t);
+        leaks.extend(l);
+    }
+    {
+        let state = schedule.lock();
+        timings.copy = state
+            .last_copy
+            .map_or(0.0, |at| at.duration_since(started).as_secs_f64());
+        timings.index = state.index_seconds;
+        timings.scan = state.scan_seconds;
+    }
     if !leaks.is_empty() {
+        leaks.sort_by(|a, b| (&a.table, &a.column).cmp(&(&b.table, &b.column)));
         for leak in &leaks {
             tracing::warn!(
                 table = %leak.table,
@@ -522,6 +572,384 @@ async fn load(
         "leak scan: nothing found"
     );
     Ok(tables)
+}
+
+/// One piece of a run's work on one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    /// Copy it; ready once the tables it refers to are loaded (their keys are read from the copy).
+    Copy,
+    /// Fill its counter caches; ready once it and the tables it counts are loaded. One at a
+    /// time: two recounts rebuilding tables that count each other's rows would deadlock.
+    Recount,
+    /// Build its index number `n` (its primary key among them); ready once it is loaded and,
+    /// if it has counter caches, rebuilt by the recount.
+    Index(usize),
+    /// `ANALYZE` it, when its indexes are.
+    Analyze,
+    /// The leak scan of its copy; ready once it is loaded (a recount changes no text).
+    Scan,
+}
+
+/// A key set's state during a run.
+enum Keys {
+    /// Its table is not loaded yet.
+    Pending,
+    /// Read from the copy.
+    Read(Arc<str>),
+    /// Its table has more than [`MAX_KEYS`] rows, or no table still to copy reads it: the tables
+    /// still to copy check the reference by its chain.
+    Unused,
+}
+
+/// The tasks of a run, shared by its jobs.
+struct Schedule<'p> {
+    plan: &'p Plan,
+    loading: &'p str,
+    state: Mutex<State<'p>>,
+    /// Signalled whenever a task ends, as that can make others ready.
+    changed: tokio::sync::Notify,
+}
+
+struct State<'p> {
+    /// Tasks not handed out yet, in order of preference.
+    pending: Vec<(Task, &'p TablePlan)>,
+    /// Tasks under way.
+    running: Vec<(Task, &'p str)>,
+    /// Copies and recounts done.
+    done: BTreeSet<(&'p str, TaskKind)>,
+    /// Per key set: its state, and how many tables still to copy read it.
+    keys: Vec<(Keys, usize)>,
+    last_copy: Option<Instant>,
+    index_seconds: f64,
+    scan_seconds: f64,
+}
+
+/// The tasks other tasks wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TaskKind {
+    Copy,
+    Recount,
+}
+
+impl<'p> Schedule<'p> {
+    fn new(plan: &'p Plan, loading: &'p str) -> Self {
+        let mut keys: Vec<(Keys, usize)> =
+            plan.key_sets.iter().map(|_| (Keys::Pending, 0)).collect();
+        for table in &plan.tables {
+            for &n in table.keyed.iter().flat_map(|k| &k.key_sets) {
+                keys[n].1 += 1;
+            }
+        }
+        let tables = critical_first(plan);
+        let mut pending = Vec::new();
+        pending.extend(tables.iter().map(|&t| (Task::Copy, t)));
+        pending.extend(
+            tables
+                .iter()
+                .filter(|t| t.has_counts())
+                .map(|&t| (Task::Recount, t)),
+        );
+        for &t in &tables {
+            pending.extend((0..t.indexes(loading).len()).map(|n| (Task::Index(n), t)));
+            pending.push((Task::Analyze, t));
+            pending.push((Task::Scan, t));
+        }
+        Self {
+            plan,
+            loading,
+            state: Mutex::new(State {
+                pending,
+                running: Vec::new(),
+                done: BTreeSet::new(),
+                keys,
+                last_copy: None,
+                index_seconds: 0.0,
+                scan_seconds: 0.0,
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Tasks in all, for the progress bar.
+    fn tasks(&self) -> u64 {
+        self.lock().pending.len() as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<'p>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The next ready task, with the key sets a copy reads; waits while none is ready but tasks
+    /// under way will make some ready; `None` once nothing is left.
+    async fn next(&self) -> Option<(Task, &'p TablePlan, Vec<(usize, Arc<str>)>)> {
+        loop {
+            let changed = self.changed.notified();
+            {
+                let mut state = self.lock();
+                if state.pending.is_empty() {
+                    return None;
+                }
+                if let Some(i) = state
+                    .pending
+                    .iter()
+                    .position(|&(task, table)| state.ready(self.plan, task, table))
+                {
+                    let (task, table) = state.pending.remove(i);
+                    state.running.push((task, &table.name));
+                    let keys = if task == Task::Copy {
+                        state.take_keys(table)
+                    } else {
+                        Vec::new()
+                    };
+                    return Some((task, table, keys));
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Records the end of a task, which took `seconds`; a copy brings the key sets read from it.
+    fn finished(
+        &self,
+        task: Task,
+        table: &'p TablePlan,
+        seconds: f64,
+        keys: Vec<(usize, Option<String>)>,
+    ) {
+        let mut state = self.lock();
+        for (n, read) in keys {
+            state.keys[n].0 = read.map_or(Keys::Unused, |k| Keys::Read(k.into()));
+        }
+        if let Some(i) = state
+            .running
+            .iter()
+            .position(|&(t, name)| t == task && name == table.name)
+        {
+            state.running.swap_remove(i);
+        }
+        let kind = match task {
+            Task::Copy => {
+                state.last_copy = Some(Instant::now());
+                Some(TaskKind::Copy)
+            }
+            Task::Recount => {
+                state.index_seconds += seconds;
+                Some(TaskKind::Recount)
+            }
+            Task::Index(_) | Task::Analyze => {
+                state.index_seconds += seconds;
+                None
+            }
+            Task::Scan => {
+                state.scan_seconds += seconds;
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            state.done.insert((&table.name, kind));
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether some table still to copy reads key set `n`.
+    fn wanted(&self, n: usize) -> bool {
+        self.lock().keys[n].1 > 0
+    }
+
+    /// Whether copies are left to hand out.
+    fn copies_left(&self) -> bool {
+        self.lock()
+            .pending
+            .iter()
+            .any(|(task, _)| *task == Task::Copy)
+    }
+}
+
+impl State<'_> {
+    fn loaded(&self, table: &str) -> bool {
+        self.done.contains(&(table, TaskKind::Copy))
+    }
+
+    fn ready(&self, plan: &Plan, task: Task, table: &TablePlan) -> bool {
+        let name = table.name.as_str();
+        let rebuilt = !table.has_counts() || self.done.contains(&(name, TaskKind::Recount));
+        match task {
+            Task::Copy => plan.needs(table).all(|t| self.loaded(t)),
+            Task::Recount => {
+                self.loaded(name)
+                    && table.counted().all(|t| self.loaded(t))
+                    && !self.running.iter().any(|(t, _)| *t == Task::Recount)
+            }
+            Task::Index(_) => self.loaded(name) && rebuilt,
+            Task::Analyze => {
+                self.loaded(name)
+                    && rebuilt
+                    && !self
+                        .pending
+                        .iter()
+                        .any(|(t, p)| matches!(t, Task::Index(_)) && p.name == name)
+                    && !self
+                        .running
+                        .iter()
+                        .any(|(t, p)| matches!(t, Task::Index(_)) && *p == name)
+            }
+            Task::Scan => self.loaded(name),
+        }
+    }
+
+    /// The key sets `table`'s keyed SELECT reads, all of them read; or none (the chain SELECT).
+    /// Either way, `table` no longer needs them: a set no table needs any more is dropped.
+    fn take_keys(&mut self, table: &TablePlan) -> Vec<(usize, Arc<str>)> {
+        let Some(keyed) = &table.keyed else {
+            return Vec::new();
+        };
+        let mut read = Vec::new();
+        for &n in &keyed.key_sets {
+            if let Keys::Read(keys) = &self.keys[n].0 {
+                read.push((n, Arc::clone(keys)));
+            }
+            self.keys[n].1 -= 1;
+            if self.keys[n].1 == 0 {
+                self.keys[n].0 = Keys::Unused;
+            }
+        }
+        if read.len() == keyed.key_sets.len() {
+            read
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The tables, those that head the longest chain of tables waiting for them first (the length of
+/// a chain is the sum of its tables' sizes): `request_classifications` waits for events, which
+/// wait for messages, which wait for requests, so requests must not wait behind an independent
+/// table that is merely larger.
+fn critical_first(plan: &Plan) -> Vec<&TablePlan> {
+    fn chain<'p>(plan: &'p Plan, table: &'p TablePlan, memo: &mut BTreeMap<&'p str, i64>) -> i64 {
+        if let Some(&length) = memo.get(table.name.as_str()) {
+            return length;
+        }
+        let longest = plan
+            .tables
+            .iter()
+            .filter(|t| plan.needs(t).any(|needed| needed == table.name))
+            .map(|t| chain(plan, t, memo))
+            .max()
+            .unwrap_or(0);
+        let length = table.bytes.max(0) + longest;
+        memo.insert(&table.name, length);
+        length
+    }
+    let mut memo = BTreeMap::new();
+    let mut tables: Vec<(i64, &TablePlan)> = plan
+        .tables
+        .iter()
+        .map(|t| (chain(plan, t, &mut memo), t))
+        .collect();
+    // Stable: equal chains keep the plan's order, largest first.
+    tables.sort_by_key(|(length, _)| std::cmp::Reverse(*length));
+    tables.into_iter().map(|(_, t)| t).collect()
+}
+
+/// One job: tasks until none is left. Returns its copies and what its scans found.
+async fn work(
+    schedule: &Schedule<'_>,
+    needles: &Needles,
+    source: tokio_postgres::Client,
+    target: tokio_postgres::Client,
+    bar: &indicatif::ProgressBar,
+) -> Result<(Vec<TableReport>, Vec<scan::Leak>)> {
+    let loading = schedule.loading;
+    let mut source = Some(source);
+    let mut tables = Vec::new();
+    let mut leaks = Vec::new();
+    loop {
+        if !schedule.copies_left() {
+            // Ends its transaction: the source may vacuum past the snapshot once every job has.
+            source = None;
+        }
+        let Some((task, table, keys)) = schedule.next().await else {
+            return Ok((tables, leaks));
+        };
+        let started = Instant::now();
+        let mut read = Vec::new();
+        match task {
+            Task::Copy => {
+                let source = source
+                    .as_ref()
+                    .expect("a job keeps its source session while copies are left to hand out");
+                let report = copy_table(source, &target, table, &keys, loading).await?;
+                tracing::info!(
+                    table = %report.table,
+                    rows = report.rows,
+                    bytes = report.bytes.unwrap_or(0),
+                    seconds = report.seconds,
+                    keyed = !keys.is_empty(),
+                    "copied"
+                );
+                drop(keys);
+                for (n, set) in schedule.plan.key_sets.iter().enumerate() {
+                    if set.table == table.name && schedule.wanted(n) {
+                        read.push((n, read_keys(&target, set, report.rows, loading).await?));
+                    }
+                }
+                tables.push(report);
+            }
+            Task::Recount => {
+                let statements = table
+                    .recount(loading, RECOUNT_STAGING)
+                    .expect("only tables with counter caches are recounted");
+                target
+                    .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
+                    .await
+                    .map_err(|e| {
+                        Error::db(format!("counting the counter caches of {}", table.name), &e)
+                    })?;
+            }
+            Task::Index(n) => {
+                target
+                    .batch_execute(&table.indexes(loading)[n])
+                    .await
+                    .map_err(|e| Error::db(format!("indexing {}", table.name), &e))?;
+            }
+            Task::Analyze => {
+                // Readers' queries are planned on statistics from the first minute.
+                target
+                    .batch_execute(&format!("ANALYZE {}", qualified(loading, &table.name)))
+                    .await
+                    .map_err(|e| Error::db(format!("analysing {}", table.name), &e))?;
+            }
+            Task::Scan => {
+                leaks.extend(scan::scan_table(&target, table, loading, needles).await?);
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::debug!(task = ?task, table = %table.name, seconds, "task done");
+        schedule.finished(task, table, seconds, read);
+        bar.inc(1);
+    }
+}
+
+/// The keys of `set`, read from its table's copy, which has `rows` rows; `None` past [`MAX_KEYS`].
+async fn read_keys(
+    target: &tokio_postgres::Client,
+    set: &KeySet,
+    rows: u64,
+    loading: &str,
+) -> Result<Option<String>> {
+    if rows > MAX_KEYS {
+        return Ok(None);
+    }
+    let row = target
+        .query_one(&set.read(loading), &[])
+        .await
+        .map_err(|e| Error::db(format!("reading the keys of {}", set.table), &e))?;
+    Ok(Some(row.get(0)))
 }
 
 fn report(
@@ -550,42 +978,14 @@ fn report(
     }
 }
 
-/// Copies every table into the loading schema.
-async fn copy(job: &Job<'_>, plan: &Plan, snapshot: &str) -> Result<Vec<TableReport>> {
-    let bar = ops_common::progress::items(plan.tables.len() as u64, "copying", job.log_format);
-    let loading = job.names.loading.as_str();
-    let result = pool(
-        job.jobs,
-        plan.tables.iter().collect(),
-        async || {
-            let source = source_session(job, snapshot).await?;
-            let target = target_session(job).await?;
-            Ok((source, target))
-        },
-        async |(source, target): &(tokio_postgres::Client, tokio_postgres::Client),
-               table: &TablePlan| {
-            let report = copy_table(source, target, table, loading).await?;
-            tracing::info!(
-                table = %report.table,
-                rows = report.rows,
-                bytes = report.bytes.unwrap_or(0),
-                seconds = report.seconds,
-                "copied"
-            );
-            bar.inc(1);
-            Ok(report)
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    result
-}
-
 /// Streams one table from the source into a new table of the loading schema.
+/// With `keys`, the table's keyed SELECT, the key sets given to the source session for the time
+/// of the copy; without, its chain SELECT.
 async fn copy_table(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
     table: &TablePlan,
+    keys: &[(usize, Arc<str>)],
     loading: &str,
 ) -> Result<TableReport> {
     let started = Instant::now();
@@ -601,7 +1001,18 @@ async fn copy_table(
         .copy_in::<_, Bytes>(&table.copy_in(loading))
         .await
         .map_err(into)?;
-    let stream = source.copy_out(&table.copy_out()).await.map_err(from)?;
+    let copy_out = match &table.keyed {
+        Some(keyed) if !keys.is_empty() => {
+            for (n, keys) in keys {
+                set_local(source, &KeySet::setting(*n), keys)
+                    .await
+                    .map_err(from)?;
+            }
+            plan::copy_out(&keyed.select)
+        }
+        _ => table.copy_out(),
+    };
+    let stream = source.copy_out(&copy_out).await.map_err(from)?;
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(stream);
     let mut bytes = 0u64;
@@ -611,12 +1022,30 @@ async fn copy_table(
     }
     let rows = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
+    // The keys would stay in the session's memory until its transaction ends.
+    for (n, _) in keys {
+        set_local(source, &KeySet::setting(*n), "{}")
+            .await
+            .map_err(from)?;
+    }
     Ok(TableReport {
         table: table.name.clone(),
         rows,
         bytes: Some(bytes),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Sets `name` to `value` until the end of the transaction.
+async fn set_local(
+    client: &tokio_postgres::Client,
+    name: &str,
+    value: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    client
+        .query("SELECT set_config($1, $2, true)", &[&name, &value])
+        .await
+        .map(drop)
 }
 
 /// `--dry-run`: the number of rows each table's query selects, in the snapshot.
@@ -647,76 +1076,6 @@ async fn count(job: &Job<'_>, plan: &Plan, snapshot: &str) -> Result<Vec<TableRe
     result
 }
 
-/// Fills the counter caches from the copied rows, in one transaction on one connection: a table
-/// is rebuilt while others are read, and two jobs rebuilding tables that count each other's rows
-/// would deadlock.
-async fn recount(job: &Job<'_>, plan: &Plan) -> Result<()> {
-    let loading = job.names.loading.as_str();
-    let statements: Vec<String> = plan
-        .tables
-        .iter()
-        .filter_map(|t| t.recount(loading, RECOUNT_STAGING))
-        .flatten()
-        .collect();
-    if statements.is_empty() {
-        return Ok(());
-    }
-    let target = target_session(job).await?;
-    target
-        .batch_execute(&format!("BEGIN; {}; COMMIT", statements.join("; ")))
-        .await
-        .map_err(|e| Error::db("counting the copied rows for the counter caches", &e))
-}
-
-/// Primary keys and indexes after the load (faster than maintaining them row by row), then
-/// `ANALYZE`, so readers' queries are planned on statistics from the first minute.
-async fn index(job: &Job<'_>, plan: &Plan) -> Result<()> {
-    let bar = ops_common::progress::items(plan.tables.len() as u64, "indexing", job.log_format);
-    let loading = job.names.loading.as_str();
-    let result = pool(
-        job.jobs,
-        plan.tables.iter().collect(),
-        async || target_session(job).await,
-        async |target: &tokio_postgres::Client, table: &TablePlan| {
-            let mut sql = table.indexes(loading).join("; ");
-            if !sql.is_empty() {
-                sql.push_str("; ");
-            }
-            let _ = write!(sql, "ANALYZE {}", qualified(loading, &table.name));
-            target
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| Error::db(format!("indexing {}", table.name), &e))?;
-            bar.inc(1);
-            Ok(())
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    result.map(|_| ())
-}
-
-/// Scans every table of the loading schema.
-async fn leak_scan(job: &Job<'_>, plan: &Plan, needles: &Needles) -> Result<Vec<scan::Leak>> {
-    let bar = ops_common::progress::items(plan.tables.len() as u64, "leak scan", job.log_format);
-    let loading = job.names.loading.as_str();
-    let result = pool(
-        job.jobs,
-        plan.tables.iter().collect(),
-        async || target_session(job).await,
-        async |target: &tokio_postgres::Client, table: &TablePlan| {
-            let leaks = scan::scan_table(target, table, loading, needles).await?;
-            bar.inc(1);
-            Ok(leaks)
-        },
-    )
-    .await;
-    bar.finish_and_clear();
-    let mut leaks: Vec<scan::Leak> = result?.into_iter().flatten().collect();
-    leaks.sort_by(|a, b| (&a.table, &a.column).cmp(&(&b.table, &b.column)));
-    Ok(leaks)
-}
-
 /// Exchanges the live and previous copies.
 ///
 /// # Errors
@@ -735,4 +1094,94 @@ pub async fn rollback(
     }
     let (_never, cancel) = Cancel::new();
     target::rollback(&mut client, names, reader, timeout, &cancel).await
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::plan::fixtures::{plan, table};
+
+    /// The next task, which must be ready now.
+    fn next<'p>(schedule: &Schedule<'p>) -> (Task, &'p str, Vec<(usize, Arc<str>)>) {
+        let (task, table, keys) = schedule
+            .next()
+            .now_or_never()
+            .expect("a task is ready")
+            .expect("tasks are left");
+        (task, table.name.as_str(), keys)
+    }
+
+    #[test]
+    fn copies_wait_for_the_tables_they_refer_to_and_read_their_keys() {
+        let plan = plan();
+        let schedule = Schedule::new(&plan, "s");
+        // messages and tags refer to requests: requests first, although it is the smaller.
+        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
+        assert!(
+            schedule.next().now_or_never().is_none(),
+            "nothing else is ready"
+        );
+        assert!(schedule.copies_left() && schedule.wanted(0));
+        let requests = table(&plan, "requests");
+        schedule.finished(
+            Task::Copy,
+            requests,
+            1.0,
+            vec![(0, Some("{1,2}".to_owned()))],
+        );
+
+        let keys: Vec<(usize, Arc<str>)> = vec![(0, Arc::from("{1,2}"))];
+        assert_eq!(next(&schedule), (Task::Copy, "messages", keys.clone()));
+        assert_eq!(next(&schedule), (Task::Copy, "tags", keys));
+        assert!(!schedule.copies_left());
+        assert!(!schedule.wanted(0), "no copy is left to read the keys");
+        assert!(matches!(schedule.lock().keys[0].0, Keys::Unused));
+        // requests counts messages: its recount, and so its indexes, wait for that copy; its
+        // scan does not.
+        assert_eq!(next(&schedule), (Task::Scan, "requests", vec![]));
+        assert!(schedule.next().now_or_never().is_none());
+        schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![]);
+        assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
+        // The primary key of messages; its ANALYZE waits for it.
+        assert_eq!(next(&schedule), (Task::Index(0), "messages", vec![]));
+        assert_eq!(next(&schedule), (Task::Scan, "messages", vec![]));
+        assert!(schedule.next().now_or_never().is_none());
+        schedule.finished(Task::Recount, requests, 1.0, vec![]);
+        assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
+        assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
+        assert!(schedule.next().now_or_never().is_none());
+        schedule.finished(Task::Index(0), requests, 1.0, vec![]);
+        schedule.finished(Task::Index(1), requests, 1.0, vec![]);
+        assert_eq!(next(&schedule), (Task::Analyze, "requests", vec![]));
+        let state = schedule.lock();
+        assert!(
+            (state.index_seconds - 3.0).abs() < 1e-9,
+            "recount and two indexes"
+        );
+        assert!(state.last_copy.is_some());
+    }
+
+    #[test]
+    fn a_table_with_too_many_keys_is_referred_to_by_its_chain() {
+        let plan = plan();
+        let schedule = Schedule::new(&plan, "s");
+        assert_eq!(next(&schedule).0, Task::Copy);
+        schedule.finished(Task::Copy, table(&plan, "requests"), 1.0, vec![(0, None)]);
+        // No keys: the copy runs the SELECT with the chain.
+        assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
+    }
+
+    #[test]
+    fn nothing_left_ends_the_jobs() {
+        let plan = crate::plan::Plan {
+            tables: Vec::new(),
+            skipped: Vec::new(),
+            key_sets: Vec::new(),
+        };
+        let schedule = Schedule::new(&plan, "s");
+        assert_eq!(schedule.tasks(), 0);
+        assert!(schedule.next().now_or_never().unwrap().is_none());
+    }
 }

@@ -25,12 +25,21 @@
 //! their size (an `IN` under an `OR` becomes a subplan that is re-run for every row once it outgrows
 //! `work_mem`). Filters are written by people against the table's own name, which the generated SQL
 //! never aliases.
+//!
+//! That chain is what `check`, `--explain` and `--dry-run` plan and count. A run does less work:
+//! once a referred table is loaded, its copy holds exactly "the keys of the rows the rules copy", so
+//! the run reads them there ([`KeySet`]) and hands them to the source session as a setting, and the
+//! table that refers to it is copied with [`KeyedSelect`], which joins that list instead of
+//! evaluating the chain again. In Alaveteli's rules every table refers to `info_requests`, and
+//! `request_classifications` to events, whose own chain is four tables long: the chain was most of
+//! the copy's time. Rows are still filtered on the source; only keys travel back to it.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::pg::{ident, qualified};
+use crate::pg::{ident, literal, qualified};
 use crate::pseudonym;
-use crate::rules::{ColumnRule, CopyRule, Count, Rules, TableRule};
+use crate::rules::{ColumnRule, CopyRule, Count, Reference, Rules, TableRule};
 use crate::schema::{Column, Schema, Table, TypeKind};
 
 /// How the leak scan reads a column of the copy as text.
@@ -60,8 +69,10 @@ pub struct TargetColumn {
 pub struct TablePlan {
     /// Its name (the same in the source and the copy).
     pub name: String,
-    /// The SELECT run on the source.
+    /// The SELECT run on the source, with every reference checked by its chain.
     pub select: String,
+    /// The SELECT a run uses once the key sets it needs are read, if some reference can use one.
+    pub keyed: Option<KeyedSelect>,
     /// Its columns in the copy, in the source's order.
     pub columns: Vec<TargetColumn>,
     /// Primary key and index statements, with `{schema}` where the target schema goes.
@@ -75,7 +86,7 @@ pub struct TablePlan {
 impl TablePlan {
     /// The statement run on the source.
     pub fn copy_out(&self) -> String {
-        format!("COPY ({}) TO STDOUT (FORMAT binary)", self.select)
+        copy_out(&self.select)
     }
 
     /// The statement that counts the rows a copy would take (`--dry-run`).
@@ -109,8 +120,8 @@ impl TablePlan {
         )
     }
 
-    /// The statements that fill the counter caches in the target schema, once every table is
-    /// loaded: the table is rebuilt with each count taken from the copy of the counted table (with
+    /// The statements that fill the counter caches in the target schema, once the table and the
+    /// tables it counts are loaded: the table is rebuilt with each count taken from the copy of the counted table (with
     /// the count's condition), then takes the place of the loaded one. `None` without counts.
     ///
     /// `staging` names the rebuilt table until it takes the table's place; it must not be the name
@@ -164,6 +175,16 @@ impl TablePlan {
         ])
     }
 
+    /// Whether the table has counter caches, filled by [`Self::recount`].
+    pub fn has_counts(&self) -> bool {
+        !self.counts.is_empty()
+    }
+
+    /// The tables its counter caches count, which must be loaded before [`Self::recount`].
+    pub fn counted(&self) -> impl Iterator<Item = &str> {
+        self.counts.iter().map(|c| c.count.table.as_str())
+    }
+
     /// For each counter cache, its column and a query to plan on the source: the count's
     /// condition against only the columns the copy keeps as they are, so that a condition that
     /// would fail (or count masked values) on the target is refused before anything is written.
@@ -181,6 +202,45 @@ impl TablePlan {
             .map(|s| s.replace("{table}", &table))
             .collect()
     }
+}
+
+/// The keys of the rows of a table the rules copy, read from its copy once it is loaded (it holds
+/// exactly those rows) and given to the source sessions that copy the tables referring to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySet {
+    /// The referred table.
+    pub table: String,
+    /// Its key column, which the copy keeps as it is.
+    pub column: String,
+    /// The key's type.
+    pub sql_type: String,
+}
+
+impl KeySet {
+    /// The source session setting that holds key set number `n`, as an array literal.
+    pub fn setting(n: usize) -> String {
+        format!("stats_anonymize.keys_{n}")
+    }
+
+    /// The query on the target that reads the keys, as an array literal.
+    pub fn read(&self, schema: &str) -> String {
+        let column = ident(&self.column);
+        format!(
+            "SELECT coalesce(array_agg({column}) FILTER (WHERE {column} IS NOT NULL), '{{}}')::text FROM {}",
+            qualified(schema, &self.table)
+        )
+    }
+}
+
+/// A table's SELECT for a run: each reference to a table loaded before it joins that table's
+/// [`KeySet`] (`SELECT DISTINCT unnest(…)`: distinct, so that PostgreSQL knows the keys are
+/// unique and hashes them, rather than the table, whatever its size).
+#[derive(Debug, Clone)]
+pub struct KeyedSelect {
+    /// The SELECT.
+    pub select: String,
+    /// The key sets it reads, as indexes into [`Plan::key_sets`].
+    pub key_sets: Vec<usize>,
 }
 
 /// A counter cache of a copied table.
@@ -205,13 +265,17 @@ pub struct Plan {
     pub tables: Vec<TablePlan>,
     /// Skipped tables, by name.
     pub skipped: Vec<String>,
+    /// The key sets the tables' [`KeyedSelect`]s read.
+    pub key_sets: Vec<KeySet>,
 }
 
 impl Plan {
     /// Generates the SQL. The rules must have passed [`Rules::check_against`] for `schema`.
     pub fn new(rules: &Rules, schema: &Schema) -> Self {
+        let keyed = keyed_references(rules, schema);
         let mut tables = Vec::new();
         let mut skipped = Vec::new();
+        let mut key_sets = Vec::new();
         for (name, rule) in &rules.tables {
             match rule {
                 TableRule::Skip { .. } => skipped.push(name.clone()),
@@ -222,12 +286,25 @@ impl Plan {
                         schema,
                         aliases: 0,
                     };
-                    tables.push(builder.table(source, copy));
+                    tables.push(builder.table(source, copy, &keyed, &mut key_sets));
                 }
             }
         }
         tables.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-        Self { tables, skipped }
+        Self {
+            tables,
+            skipped,
+            key_sets,
+        }
+    }
+
+    /// The tables whose copies `table`'s keyed SELECT reads.
+    pub fn needs(&self, table: &TablePlan) -> impl Iterator<Item = &str> {
+        table
+            .keyed
+            .iter()
+            .flat_map(|k| &k.key_sets)
+            .map(|&n| self.key_sets[n].table.as_str())
     }
 
     /// The plan as SQL for people (`run --explain`): per table, the statements on each side.
@@ -250,7 +327,33 @@ impl Plan {
             let _ = writeln!(out, "-- {}", t.name);
             let _ = writeln!(out, "-- on the target:\n{};", t.create(loading));
             let _ = writeln!(out, "{};", t.copy_in(loading));
-            let _ = writeln!(out, "-- on the source:\n{};", t.copy_out());
+            match &t.keyed {
+                None => {
+                    let _ = writeln!(out, "-- on the source:\n{};", t.copy_out());
+                }
+                Some(keyed) => {
+                    let sets: Vec<String> = keyed
+                        .key_sets
+                        .iter()
+                        .map(|&n| {
+                            let set = &self.key_sets[n];
+                            format!("--   {} = {};", KeySet::setting(n), set.read(loading))
+                        })
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "-- on the source, once the tables it refers to are loaded, with the keys of their copies\n\
+                         -- in session settings read on the target:\n{}\n{};",
+                        sets.join("\n"),
+                        copy_out(&keyed.select)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "-- (--dry-run, or a key set of more than {MAX_KEYS} keys: {};)",
+                        t.copy_out()
+                    );
+                }
+            }
             if let Some(statements) = t.recount(loading, RECOUNT_STAGING) {
                 let _ = writeln!(
                     out,
@@ -266,6 +369,40 @@ impl Plan {
         let _ = writeln!(out, "-- skipped: {}", self.skipped.join(", "));
         out
     }
+}
+
+/// `COPY (select) TO STDOUT` in the binary format.
+pub fn copy_out(select: &str) -> String {
+    format!("COPY ({select}) TO STDOUT (FORMAT binary)")
+}
+
+/// The most keys a run reads from a copy to hand to the source (~10 bytes each, held by the run
+/// and by each source session using them). A reference to a larger table is checked by its chain
+/// instead, so the run's memory stays bounded whatever the tables' size.
+pub const MAX_KEYS: u64 = 4_000_000;
+
+/// The references that can read a key set, as (table, index in its `references`): those whose
+/// referred table keeps the key as it is, so that its copy holds the source's values. (The rules
+/// refuse references that form a cycle, so the tables referred to can always be loaded first.)
+fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeSet<(String, usize)> {
+    let mut keyed = BTreeSet::new();
+    for (name, rule) in &rules.tables {
+        let Some(copy) = rule.as_copy() else { continue };
+        for (i, r) in copy.references.iter().enumerate() {
+            let kept = rules.tables[&r.table]
+                .as_copy()
+                .is_some_and(|p| p.columns.get(&r.key) == Some(&ColumnRule::Keep));
+            let builtin = schema
+                .tables
+                .get(&r.table)
+                .and_then(|t| t.column(&r.key))
+                .is_some_and(|c| c.builtin);
+            if kept && builtin {
+                keyed.insert((name.clone(), i));
+            }
+        }
+    }
+    keyed
 }
 
 /// The name a table with counter caches is rebuilt under (one at a time) before it takes the
@@ -285,9 +422,15 @@ impl Builder<'_> {
         format!("\"__{prefix}{}\"", self.aliases)
     }
 
-    fn table(&mut self, source: &Table, copy: &CopyRule) -> TablePlan {
+    fn table(
+        &mut self,
+        source: &Table,
+        copy: &CopyRule,
+        keyed: &BTreeSet<(String, usize)>,
+        key_sets: &mut Vec<KeySet>,
+    ) -> TablePlan {
         let me = ident(&source.name);
-        let (joins, conditions) = self.conditions(&source.name, copy);
+        let (joins, conditions) = self.conditions(&source.name, copy, None);
         let mut items = Vec::new();
         let mut columns = Vec::new();
         let mut counts = Vec::new();
@@ -335,20 +478,31 @@ impl Builder<'_> {
                 rule: rule.clone(),
             });
         }
-        let mut select = format!(
+        let from = format!(
             "SELECT {} FROM {}",
             items.join(", "),
             qualified(&self.schema.name, &source.name)
         );
-        for join in &joins {
-            let _ = write!(select, " {join}");
-        }
-        if !conditions.is_empty() {
-            let _ = write!(select, " WHERE {}", conditions.join(" AND "));
-        }
+        let select = with_conditions(from.clone(), &joins, &conditions);
+        let keyed = (0..copy.references.len())
+            .any(|i| keyed.contains(&(source.name.clone(), i)))
+            .then(|| {
+                let mut keys = Keys {
+                    keyed,
+                    key_sets,
+                    used: Vec::new(),
+                };
+                self.aliases = 0;
+                let (joins, conditions) = self.conditions(&source.name, copy, Some(&mut keys));
+                KeyedSelect {
+                    select: with_conditions(from, &joins, &conditions),
+                    key_sets: keys.used,
+                }
+            });
         TablePlan {
             name: source.name.clone(),
             select,
+            keyed,
             indexes: indexes(source, copy),
             counts,
             columns,
@@ -357,17 +511,28 @@ impl Builder<'_> {
     }
 
     /// The joins and conditions that keep exactly the rows of `table` the rules copy: its filter,
-    /// and for each reference, that the row referred to is copied.
-    fn conditions(&mut self, table: &str, copy: &CopyRule) -> (Vec<String>, Vec<String>) {
+    /// and for each reference, that the row referred to is copied; checked against a key set where
+    /// `keys` allows, by the referred table's own conditions otherwise.
+    fn conditions(
+        &mut self,
+        table: &str,
+        copy: &CopyRule,
+        mut keys: Option<&mut Keys<'_>>,
+    ) -> (Vec<String>, Vec<String>) {
         let me = ident(table);
         let mut joins = Vec::new();
         let mut conditions = Vec::new();
         if let Some(filter) = &copy.filter {
             conditions.push(format!("({filter})"));
         }
-        for r in &copy.references {
+        for (i, r) in copy.references.iter().enumerate() {
             let alias = self.alias("r");
-            let keys = self.copied_keys(&r.table, &r.key);
+            let keys = match keys.as_deref_mut() {
+                Some(keys) if keys.keyed.contains(&(table.to_owned(), i)) => {
+                    keys.select(self.schema, r)
+                }
+                _ => self.copied_keys(&r.table, &r.key),
+            };
             joins.push(format!(
                 "LEFT JOIN ({keys}) AS {alias} ON {alias}.\"__k\" = {me}.{}",
                 ident(&r.column)
@@ -398,7 +563,7 @@ impl Builder<'_> {
             .as_copy()
             .expect("references name copied tables (checked by Rules::validate)");
         let me = ident(table);
-        let (joins, conditions) = self.conditions(table, copy);
+        let (joins, conditions) = self.conditions(table, copy, None);
         let unique = self
             .schema
             .tables
@@ -445,6 +610,55 @@ impl Builder<'_> {
             qualified(&self.schema.name, &count.table)
         )
     }
+}
+
+/// The key sets of a plan, while one table's keyed SELECT is generated.
+struct Keys<'a> {
+    keyed: &'a BTreeSet<(String, usize)>,
+    key_sets: &'a mut Vec<KeySet>,
+    used: Vec<usize>,
+}
+
+impl Keys<'_> {
+    /// `SELECT DISTINCT unnest(<the key set of r>) AS "__k"`, registering the key set.
+    fn select(&mut self, schema: &Schema, r: &Reference) -> String {
+        let sql_type = schema.tables[&r.table]
+            .column(&r.key)
+            .map(|c| c.sql_type.clone())
+            .expect("references name existing columns (checked by Rules::check_against)");
+        let set = KeySet {
+            table: r.table.clone(),
+            column: r.key.clone(),
+            sql_type,
+        };
+        let n = self
+            .key_sets
+            .iter()
+            .position(|s| *s == set)
+            .unwrap_or_else(|| {
+                self.key_sets.push(set);
+                self.key_sets.len() - 1
+            });
+        if !self.used.contains(&n) {
+            self.used.push(n);
+        }
+        format!(
+            "SELECT DISTINCT unnest(current_setting({}, true)::{}[]) AS \"__k\"",
+            literal(&KeySet::setting(n)),
+            self.key_sets[n].sql_type
+        )
+    }
+}
+
+/// `select` with its joins and WHERE conditions.
+fn with_conditions(mut select: String, joins: &[String], conditions: &[String]) -> String {
+    for join in joins {
+        let _ = write!(select, " {join}");
+    }
+    if !conditions.is_empty() {
+        let _ = write!(select, " WHERE {}", conditions.join(" AND "));
+    }
+    select
 }
 
 fn scan_as(rule: &ColumnRule, sql_type: &str) -> Option<ScanAs> {
@@ -507,11 +721,12 @@ fn indexes(source: &Table, copy: &CopyRule) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
+    //! A small schema and rules, for the tests of plans and of what runs them.
     use super::*;
     use crate::schema::Index;
 
-    fn column(name: &str, sql_type: &str, not_null: bool) -> Column {
+    pub(crate) fn column(name: &str, sql_type: &str, not_null: bool) -> Column {
         Column {
             name: name.to_owned(),
             sql_type: sql_type.to_owned(),
@@ -520,7 +735,7 @@ mod tests {
         }
     }
 
-    fn schema() -> Schema {
+    pub(crate) fn schema() -> Schema {
         let mut schema = Schema {
             name: "public".to_owned(),
             ..Schema::default()
@@ -593,7 +808,7 @@ mod tests {
         schema
     }
 
-    const RULES: &str = r#"
+    pub(crate) const RULES: &str = r#"
 version = 1
 [tables.requests]
 action = "copy"
@@ -618,16 +833,22 @@ references = [{ column = "model_id", table = "requests", when = "model_type = 'R
 columns = { id = "keep", model_type = "keep", model_id = "keep" }
 "#;
 
-    fn plan() -> Plan {
+    pub(crate) fn plan() -> Plan {
         let rules = Rules::parse(RULES, "test rules").unwrap();
         let schema = schema();
         assert!(rules.check_against(&schema).is_empty());
         Plan::new(&rules, &schema)
     }
 
-    fn table<'a>(plan: &'a Plan, name: &str) -> &'a TablePlan {
+    pub(crate) fn table<'a>(plan: &'a Plan, name: &str) -> &'a TablePlan {
         plan.tables.iter().find(|t| t.name == name).unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{RULES, plan, schema, table};
+    use super::*;
 
     #[test]
     fn largest_tables_come_first() {
@@ -746,5 +967,66 @@ columns = { id = "keep", model_type = "keep", model_id = "keep" }
             assert!(text.contains(&t.copy_out()));
             assert!(text.contains(&t.create("stats__loading")));
         }
+    }
+
+    #[test]
+    fn references_read_the_keys_of_the_copy_in_a_run() {
+        let plan = plan();
+        assert_eq!(
+            plan.key_sets,
+            [KeySet {
+                table: "requests".to_owned(),
+                column: "id".to_owned(),
+                sql_type: "integer".to_owned(),
+            }]
+        );
+        let messages = table(&plan, "messages");
+        let keyed = messages.keyed.as_ref().unwrap();
+        assert_eq!(keyed.key_sets, [0]);
+        assert_eq!(
+            keyed.select,
+            "SELECT \"messages\".\"id\" AS \"id\", \"messages\".\"request_id\" AS \"request_id\", \
+             encode(sha256(decode(current_setting('stats_anonymize.hmac_opad'), 'hex') || sha256(decode(current_setting('stats_anonymize.hmac_ipad'), 'hex') || convert_to((\"messages\".\"from_email\")::text, 'UTF8'))), 'hex') AS \"from_email\" \
+             FROM \"public\".\"messages\" \
+             LEFT JOIN (SELECT DISTINCT unnest(current_setting('stats_anonymize.keys_0', true)::integer[]) AS \"__k\") AS \"__r1\" ON \"__r1\".\"__k\" = \"messages\".\"request_id\" \
+             WHERE \"__r1\".\"__k\" IS NOT NULL"
+        );
+        // The polymorphic reference reads the same key set, under its condition.
+        let tags = table(&plan, "tags").keyed.as_ref().unwrap();
+        assert_eq!(tags.key_sets, [0]);
+        assert!(tags.select.ends_with(
+            "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR \"__r1\".\"__k\" IS NOT NULL)"
+        ));
+        // A table that refers to nothing has only its own SELECT, and waits for nothing.
+        let requests = table(&plan, "requests");
+        assert!(requests.keyed.is_none());
+        assert_eq!(plan.needs(requests).count(), 0);
+        assert_eq!(plan.needs(messages).collect::<Vec<_>>(), ["requests"]);
+        assert_eq!(
+            plan.key_sets[0].read("s"),
+            "SELECT coalesce(array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"s\".\"requests\""
+        );
+        let text = plan.explain("public", "stats__loading");
+        assert!(text.contains(&copy_out(&keyed.select)));
+        assert!(text.contains("--   stats_anonymize.keys_0 = SELECT coalesce(array_agg("));
+    }
+
+    #[test]
+    fn a_key_the_referred_copy_does_not_keep_as_it_is_is_checked_by_its_chain() {
+        // The copy of messages holds hashes of from_email: not keys a source row can match.
+        let rules = RULES.replace(
+            "references = [{ column = \"model_id\", table = \"requests\", when = \"model_type = 'Request'\" }]",
+            "references = [{ column = \"model_id\", table = \"messages\", key = \"from_email\" }]",
+        );
+        assert_ne!(rules, RULES);
+        let rules = Rules::parse(&rules, "test rules").unwrap();
+        let plan = Plan::new(&rules, &schema());
+        let tags = table(&plan, "tags");
+        assert!(tags.keyed.is_none());
+        assert!(
+            tags.select
+                .contains("SELECT DISTINCT \"messages\".\"from_email\" AS \"__k\"")
+        );
+        assert_eq!(plan.key_sets.len(), 1);
     }
 }

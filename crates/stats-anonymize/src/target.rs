@@ -245,6 +245,53 @@ pub async fn drop_loading(client: &tokio_postgres::Client, names: &Names) -> Res
     Ok(())
 }
 
+/// A session of the target, as `pg_stat_activity` names it: its server process and when that
+/// started (a process number alone may have been reused).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pid: i32,
+    started: String,
+}
+
+impl Session {
+    /// The session of `client`.
+    ///
+    /// # Errors
+    /// When the query fails.
+    pub async fn of(client: &tokio_postgres::Client) -> Result<Self> {
+        let row = client
+            .query_one(
+                "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::db("reading the session's process", &e))?;
+        Ok(Self {
+            pid: row.get(0),
+            started: row.get(1),
+        })
+    }
+}
+
+/// Ends `sessions` (statement under way included) and waits up to 10 seconds for each to exit.
+///
+/// # Errors
+/// When the query fails.
+pub async fn end_sessions(client: &tokio_postgres::Client, sessions: &[Session]) -> Result<()> {
+    let pids: Vec<i32> = sessions.iter().map(|s| s.pid).collect();
+    let started: Vec<&str> = sessions.iter().map(|s| s.started.as_str()).collect();
+    client
+        .query(
+            "SELECT pg_terminate_backend(a.pid, 10000) FROM pg_stat_activity a \
+             JOIN unnest($1::int4[], $2::text[]) AS s(pid, started) \
+             ON a.pid = s.pid AND a.backend_start::text = s.started",
+            &[&pids, &started],
+        )
+        .await
+        .map_err(|e| Error::db("ending the jobs' sessions", &e))?;
+    Ok(())
+}
+
 /// The tables of a schema, quoted and qualified.
 async fn tables_of(
     client: &impl tokio_postgres::GenericClient,

@@ -183,7 +183,7 @@ fn metrics(outcome: std::result::Result<&Report, &Error>, started: Instant) -> M
             ] {
                 m.gauge(
                     "run_phase_seconds",
-                    "Seconds each phase of the last run took.",
+                    "Seconds each phase of the last run took: copy and swap from start to end; index and scan summed over the jobs, overlapping the copy.",
                     &[("phase", phase)],
                     seconds,
                 );
@@ -277,7 +277,7 @@ fn summary(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "copy {:.1} s, indexes {:.1} s, scan {:.1} s, swap {:.1} s; {:.1} s in all",
+        "copy {:.1} s; indexes {:.1} s and scan {:.1} s of the jobs' time, alongside; swap {:.1} s; {:.1} s in all",
         report.copy_seconds,
         report.index_seconds,
         report.scan_seconds,

@@ -553,6 +553,14 @@ fn dry_run_counts_and_explain_prints_the_sql_without_writing() {
         "NOT EXISTS (SELECT 1 FROM embargoes WHERE embargoes.info_request_id = info_requests.id)"
     ));
     assert!(out.stdout.contains("FROM STDIN (FORMAT binary, FREEZE)"));
+    // The run checks references against the keys of the copies, and says where they come from.
+    assert!(
+        out.stdout
+            .contains("LEFT JOIN (SELECT DISTINCT unnest(current_setting('stats_anonymize.keys_")
+    );
+    assert!(out.stdout.contains(
+        "FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"stats__loading\".\"info_requests\""
+    ));
     assert!(!out.stdout.contains(crate::support::KEY));
     assert!(
         site.target_schemas().is_empty(),
