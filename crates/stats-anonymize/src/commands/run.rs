@@ -44,7 +44,7 @@ pub fn run(ctx: &Context, options: &Options) -> Result<u8> {
     let source = settings::database_config(s, &SOURCE_DATABASE_URL)?;
     let source_schema = settings::schema_name(s, &STATS_ANONYMIZE_SOURCE_SCHEMA)?;
     let names = Names::new(&settings::schema_name(s, &STATS_ANONYMIZE_TARGET_SCHEMA)?);
-    let runtime = ops_common::cli::runtime();
+    let runtime = ops_common::cli::runtime_current_thread();
     if options.explain {
         let checked = runtime.block_on(engine::check_source(
             &source,
