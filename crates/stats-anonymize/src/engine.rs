@@ -11,7 +11,7 @@
 //! 4. Each table: `CREATE TABLE` and `COPY … FROM STDIN (FREEZE)` in one transaction on the target,
 //!    fed with the bytes of `COPY (SELECT …) TO STDOUT` from the source as they arrive. Rows are
 //!    never parsed here; memory holds a few buffers whatever the table's size, and the key sets
-//!    of [`crate::plan::KeySet`] (at most [`MAX_KEYS`] keys each).
+//!    of [`crate::plan::KeySet`] (at most [`crate::plan::MAX_KEY_BYTES`] each).
 //! 5. Counter caches, primary keys and indexes, `ANALYZE`.
 //! 6. The leak scan ([`crate::scan`]); a hit stops the run.
 //! 7. The swap ([`crate::target::swap`]).
@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pg::{self, ident, literal, qualified};
-use crate::plan::{self, KeySet, MAX_KEYS, Plan, RECOUNT_STAGING, TablePlan};
+use crate::plan::{self, KeySet, Plan, RECOUNT_STAGING, TablePlan};
 use crate::pseudonym::{self, PaddedKeys};
 use crate::rules::{Problems, Rules};
 use crate::scan::{self, Needles};
@@ -587,7 +587,9 @@ enum Task {
     Index(usize),
     /// `ANALYZE` it, when its indexes are.
     Analyze,
-    /// The leak scan of its copy; ready once it is loaded (a recount changes no text).
+    /// The leak scan of its copy; ready once it is loaded and, if it has counter caches, rebuilt
+    /// (a scan started during the rebuild could read the new table with an older snapshot, and
+    /// see no rows).
     Scan,
 }
 
@@ -597,7 +599,7 @@ enum Keys {
     Pending,
     /// Read from the copy.
     Read(Arc<str>),
-    /// Its table has more than [`MAX_KEYS`] rows, or no table still to copy reads it: the tables
+    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], or no table still to copy reads it: the tables
     /// still to copy check the reference by its chain.
     Unused,
 }
@@ -784,7 +786,7 @@ impl State<'_> {
                     && table.counted().all(|t| self.loaded(t))
                     && !self.running.iter().any(|(t, _)| *t == Task::Recount)
             }
-            Task::Index(_) => self.loaded(name) && rebuilt,
+            Task::Index(_) | Task::Scan => self.loaded(name) && rebuilt,
             Task::Analyze => {
                 self.loaded(name)
                     && rebuilt
@@ -797,7 +799,6 @@ impl State<'_> {
                         .iter()
                         .any(|(t, p)| matches!(t, Task::Index(_)) && *p == name)
             }
-            Task::Scan => self.loaded(name),
         }
     }
 
@@ -895,7 +896,7 @@ async fn work(
                 drop(keys);
                 for (n, set) in schedule.plan.key_sets.iter().enumerate() {
                     if set.table == table.name && schedule.wanted(n) {
-                        read.push((n, read_keys(&target, set, report.rows, loading).await?));
+                        read.push((n, read_keys(&target, set, loading).await?));
                     }
                 }
                 tables.push(report);
@@ -935,21 +936,17 @@ async fn work(
     }
 }
 
-/// The keys of `set`, read from its table's copy, which has `rows` rows; `None` past [`MAX_KEYS`].
+/// The keys of `set`, read from its table's copy; `None` past [`crate::plan::MAX_KEY_BYTES`].
 async fn read_keys(
     target: &tokio_postgres::Client,
     set: &KeySet,
-    rows: u64,
     loading: &str,
 ) -> Result<Option<String>> {
-    if rows > MAX_KEYS {
-        return Ok(None);
-    }
     let row = target
         .query_one(&set.read(loading), &[])
         .await
         .map_err(|e| Error::db(format!("reading the keys of {}", set.table), &e))?;
-    Ok(Some(row.get(0)))
+    Ok(row.get(0))
 }
 
 fn report(
@@ -1138,9 +1135,8 @@ mod tests {
         assert!(!schedule.copies_left());
         assert!(!schedule.wanted(0), "no copy is left to read the keys");
         assert!(matches!(schedule.lock().keys[0].0, Keys::Unused));
-        // requests counts messages: its recount, and so its indexes, wait for that copy; its
-        // scan does not.
-        assert_eq!(next(&schedule), (Task::Scan, "requests", vec![]));
+        // requests counts messages: its recount, and so its indexes and its scan, wait for that
+        // copy.
         assert!(schedule.next().now_or_never().is_none());
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![]);
         assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
@@ -1151,6 +1147,7 @@ mod tests {
         schedule.finished(Task::Recount, requests, 1.0, vec![]);
         assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
         assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
+        assert_eq!(next(&schedule), (Task::Scan, "requests", vec![]));
         assert!(schedule.next().now_or_never().is_none());
         schedule.finished(Task::Index(0), requests, 1.0, vec![]);
         schedule.finished(Task::Index(1), requests, 1.0, vec![]);
@@ -1161,6 +1158,23 @@ mod tests {
             "recount and two indexes"
         );
         assert!(state.last_copy.is_some());
+    }
+
+    #[test]
+    fn a_job_waiting_for_a_task_wakes_when_another_ends() {
+        let plan = plan();
+        let schedule = Schedule::new(&plan, "s");
+        let requests = next(&schedule).1;
+        let runtime = ops_common::cli::runtime_current_thread();
+        let (woken, ()) = runtime.block_on(async {
+            tokio::join!(schedule.next(), async {
+                // The other job is waiting by now: nothing was ready when it looked.
+                tokio::task::yield_now().await;
+                schedule.finished(Task::Copy, table(&plan, requests), 1.0, vec![]);
+            })
+        });
+        let (task, table, _) = woken.expect("a task");
+        assert_eq!((task, table.name.as_str()), (Task::Copy, "messages"));
     }
 
     #[test]

@@ -222,12 +222,14 @@ impl KeySet {
         format!("stats_anonymize.keys_{n}")
     }
 
-    /// The query on the target that reads the keys, as an array literal.
+    /// The query on the target that reads the keys, as an array literal; NULL when they would
+    /// take more than [`MAX_KEY_BYTES`] (the array is then not even built).
     pub fn read(&self, schema: &str) -> String {
         let column = ident(&self.column);
+        let table = qualified(schema, &self.table);
         format!(
-            "SELECT coalesce(array_agg({column}) FILTER (WHERE {column} IS NOT NULL), '{{}}')::text FROM {}",
-            qualified(schema, &self.table)
+            "SELECT CASE WHEN (SELECT coalesce(sum(octet_length({column}::text) + 1), 0) FROM {table}) > {MAX_KEY_BYTES} THEN NULL \
+             ELSE (SELECT coalesce(array_agg({column}) FILTER (WHERE {column} IS NOT NULL), '{{}}')::text FROM {table}) END"
         )
     }
 }
@@ -349,7 +351,7 @@ impl Plan {
                     );
                     let _ = writeln!(
                         out,
-                        "-- (--dry-run, or a key set of more than {MAX_KEYS} keys: {};)",
+                        "-- (--dry-run, or a key set of more than {MAX_KEY_BYTES} bytes: {};)",
                         t.copy_out()
                     );
                 }
@@ -376,14 +378,15 @@ pub fn copy_out(select: &str) -> String {
     format!("COPY ({select}) TO STDOUT (FORMAT binary)")
 }
 
-/// The most keys a run reads from a copy to hand to the source (~10 bytes each, held by the run
-/// and by each source session using them). A reference to a larger table is checked by its chain
-/// instead, so the run's memory stays bounded whatever the tables' size.
-pub const MAX_KEYS: u64 = 4_000_000;
+/// The most a run reads from a copy as one key set, in bytes of text: held by the run and by each
+/// source session using it. References to a larger copy are checked by their chain instead, so
+/// the run's memory stays bounded whatever the tables' size.
+pub const MAX_KEY_BYTES: u64 = 64 << 20;
 
 /// The references that can read a key set, as (table, index in its `references`): those whose
-/// referred table keeps the key as it is, so that its copy holds the source's values. (The rules
-/// refuse references that form a cycle, so the tables referred to can always be loaded first.)
+/// referred table keeps the key as it is, so that its copy holds the source's values, in a type
+/// whose text form reads back as the same value on any server. (The rules refuse references that
+/// form a cycle, so the tables referred to can always be loaded first.)
 fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeSet<(String, usize)> {
     let mut keyed = BTreeSet::new();
     for (name, rule) in &rules.tables {
@@ -392,17 +395,36 @@ fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeSet<(String, usize)>
             let kept = rules.tables[&r.table]
                 .as_copy()
                 .is_some_and(|p| p.columns.get(&r.key) == Some(&ColumnRule::Keep));
-            let builtin = schema
+            let exact = schema
                 .tables
                 .get(&r.table)
                 .and_then(|t| t.column(&r.key))
-                .is_some_and(|c| c.builtin);
-            if kept && builtin {
+                .is_some_and(|c| c.builtin && exact_text(&c.sql_type));
+            if kept && exact {
                 keyed.insert((name.clone(), i));
             }
         }
     }
     keyed
+}
+
+/// Whether values of `sql_type` (as `format_type` writes it) survive a trip through their text
+/// form between two servers: the text of dates, times, intervals, floats and money depends on
+/// session settings (`DateStyle`, `IntervalStyle`, `extra_float_digits`, `lc_monetary`).
+fn exact_text(sql_type: &str) -> bool {
+    let base = sql_type.split('(').next().unwrap_or(sql_type).trim();
+    !sql_type.ends_with("[]")
+        && matches!(
+            base,
+            "smallint"
+                | "integer"
+                | "bigint"
+                | "numeric"
+                | "text"
+                | "character varying"
+                | "character"
+                | "uuid"
+        )
 }
 
 /// The name a table with counter caches is rebuilt under (one at a time) before it takes the
@@ -1004,11 +1026,38 @@ mod tests {
         assert_eq!(plan.needs(messages).collect::<Vec<_>>(), ["requests"]);
         assert_eq!(
             plan.key_sets[0].read("s"),
-            "SELECT coalesce(array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"s\".\"requests\""
+            "SELECT CASE WHEN (SELECT coalesce(sum(octet_length(\"id\"::text) + 1), 0) FROM \"s\".\"requests\") > 67108864 THEN NULL \
+             ELSE (SELECT coalesce(array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"s\".\"requests\") END"
         );
         let text = plan.explain("public", "stats__loading");
         assert!(text.contains(&copy_out(&keyed.select)));
-        assert!(text.contains("--   stats_anonymize.keys_0 = SELECT coalesce(array_agg("));
+        assert!(text.contains("--   stats_anonymize.keys_0 = SELECT CASE WHEN"));
+    }
+
+    #[test]
+    fn only_keys_whose_text_is_exact_make_key_sets() {
+        for exact in [
+            "integer",
+            "bigint",
+            "character varying(255)",
+            "character(3)",
+            "text",
+            "uuid",
+            "numeric(10,2)",
+        ] {
+            assert!(exact_text(exact), "{exact}");
+        }
+        for inexact in [
+            "timestamp without time zone",
+            "date",
+            "double precision",
+            "money",
+            "interval",
+            "integer[]",
+            "character varying[]",
+        ] {
+            assert!(!exact_text(inexact), "{inexact}");
+        }
     }
 
     #[test]

@@ -284,7 +284,7 @@ pub async fn end_sessions(client: &tokio_postgres::Client, sessions: &[Session])
         .query(
             "SELECT pg_terminate_backend(a.pid, 10000) FROM pg_stat_activity a \
              JOIN unnest($1::int4[], $2::text[]) AS s(pid, started) \
-             ON a.pid = s.pid AND a.backend_start::text = s.started",
+             ON a.pid = s.pid AND a.backend_start = s.started::timestamptz",
             &[&pids, &started],
         )
         .await
