@@ -1008,7 +1008,7 @@ mod tests {
         assert_eq!(
             keyed.select,
             "SELECT \"messages\".\"id\" AS \"id\", \"messages\".\"request_id\" AS \"request_id\", \
-             encode(sha256(decode(current_setting('stats_anonymize.hmac_opad'), 'hex') || sha256(decode(current_setting('stats_anonymize.hmac_ipad'), 'hex') || convert_to((\"messages\".\"from_email\")::text, 'UTF8'))), 'hex') AS \"from_email\" \
+             encode(sha256((SELECT decode(current_setting('stats_anonymize.hmac_opad'), 'hex')) || sha256((SELECT decode(current_setting('stats_anonymize.hmac_ipad'), 'hex')) || convert_to((\"messages\".\"from_email\")::text, 'UTF8'))), 'hex') AS \"from_email\" \
              FROM \"public\".\"messages\" \
              LEFT JOIN (SELECT DISTINCT unnest(current_setting('stats_anonymize.keys_0', true)::integer[]) AS \"__k\") AS \"__r1\" ON \"__r1\".\"__k\" = \"messages\".\"request_id\" \
              WHERE \"__r1\".\"__k\" IS NOT NULL"
