@@ -95,7 +95,7 @@ impl TablePlan {
     }
 
     /// `CREATE TABLE` in the target schema. No constraints: the copy is for reading, and a NOT NULL
-    /// column that a rule empties must not fail the load.
+    /// column that a rule empties must not fail the load. No autovacuum ([`NO_AUTOVACUUM`]).
     pub fn create(&self, schema: &str) -> String {
         let columns: Vec<String> = self
             .columns
@@ -103,7 +103,7 @@ impl TablePlan {
             .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
             .collect();
         format!(
-            "CREATE TABLE {} ({})",
+            "CREATE TABLE {} ({}) {NO_AUTOVACUUM}",
             qualified(schema, &self.name),
             columns.join(", ")
         )
@@ -165,7 +165,7 @@ impl TablePlan {
         }
         Some(vec![
             format!(
-                "CREATE TABLE {} AS SELECT {} FROM {} AS {me}{joins}",
+                "CREATE TABLE {} {NO_AUTOVACUUM} AS SELECT {} FROM {} AS {me}{joins}",
                 qualified(schema, staging),
                 items.join(", "),
                 qualified(schema, &self.name)
@@ -372,6 +372,12 @@ impl Plan {
         out
     }
 }
+
+/// The storage parameters of the copy's tables. Autovacuum would only repeat the run's work: the
+/// rows are loaded frozen (or, for a recount, written once), the run analyses every table, and
+/// nothing changes them until the next run replaces them. Left on, it vacuumed and analysed the
+/// tables again, during the run and after the swap.
+pub const NO_AUTOVACUUM: &str = "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)";
 
 /// `COPY (select) TO STDOUT` in the binary format.
 pub fn copy_out(select: &str) -> String {
@@ -895,7 +901,7 @@ mod tests {
         assert_eq!(
             requests.recount("s", "__recount").unwrap(),
             [
-                "CREATE TABLE \"s\".\"__recount\" AS SELECT \"requests\".\"id\", \"requests\".\"title\", \
+                "CREATE TABLE \"s\".\"__recount\" WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false) AS SELECT \"requests\".\"id\", \"requests\".\"title\", \
                  \"requests\".\"prominence\", \"requests\".\"created_at\", \
                  coalesce(\"__c1\".\"__n\", 0)::integer AS \"messages_count\" FROM \"s\".\"requests\" AS \"requests\" \
                  LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
@@ -922,7 +928,8 @@ mod tests {
         assert_eq!(
             requests.create("stats__loading"),
             "CREATE TABLE \"stats__loading\".\"requests\" (\"id\" integer, \"title\" text, \
-             \"prominence\" character varying, \"created_at\" timestamp without time zone, \"messages_count\" integer)"
+             \"prominence\" character varying, \"created_at\" timestamp without time zone, \"messages_count\" integer) \
+             WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         );
         assert_eq!(
             requests.copy_in("s"),

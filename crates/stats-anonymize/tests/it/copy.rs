@@ -424,6 +424,27 @@ fn keys_indexes_and_the_reader(site: &Site, target: &mut postgres::Client, want:
         !indexes.contains("users_email_index"),
         "an index on a dropped column"
     );
+    // Every table, the recounted ones included, is analysed by the run and left alone by
+    // autovacuum.
+    let tables = target
+        .query(
+            "SELECT c.relname::text, c.reloptions::text, s.last_analyze IS NOT NULL \
+             FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid \
+             WHERE c.relnamespace = 'stats'::regnamespace AND c.relkind = 'r'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(tables.len(), 25);
+    for row in tables {
+        let (table, options, analysed): (String, Option<String>, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        assert_eq!(
+            options.as_deref(),
+            Some("{autovacuum_enabled=false}"),
+            "{table}"
+        );
+        assert!(analysed, "{table} was not analysed");
+    }
     let n: i64 = site
         .reader()
         .query_one("SELECT count(*) FROM stats.info_requests", &[])
