@@ -13,12 +13,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
 use super::{
     AttemptError, ByteRange, ObjectMeta, ObjectReader, ObjectStore, PutBody, PutReceipt,
-    RetryPolicy, Sha256Digest, validate_key, validate_prefix, with_retry,
+    RetryPolicy, validate_key, validate_prefix, with_retry,
 };
 use crate::error::{Error, Result, StorageErrorKind};
 use crate::fsutil;
@@ -101,18 +100,13 @@ impl LocalStore {
             // Bodies come whole or in large pieces, which go straight through; only a stream's
             // small reads are gathered.
             let mut writer = std::io::BufWriter::with_capacity(64 << 10, staged.file());
-            let mut hasher = Sha256::new();
             let mut size = 0u64;
             source(&mut |chunk| {
-                hasher.update(chunk);
                 size += chunk.len() as u64;
                 writer.write_all(chunk)
             })?;
             writer.flush()?;
-            Ok(PutReceipt {
-                size,
-                sha256: Sha256Digest(hasher.finalize().into()),
-            })
+            Ok(PutReceipt { size })
         })();
         // Dropped on failure, `staged` removes its file.
         let receipt = written.map_err(|e| AttemptError::permanent(e.to_string()))?;

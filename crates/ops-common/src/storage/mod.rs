@@ -143,8 +143,6 @@ impl From<Vec<u8>> for PutBody {
 pub struct PutReceipt {
     /// Bytes stored.
     pub size: u64,
-    /// SHA-256 of the bytes stored.
-    pub sha256: Sha256Digest,
 }
 
 /// A byte range of an object: from `start` to `end` (exclusive), or to the end of the object.

@@ -22,7 +22,6 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectI
 use base64::Engine as _;
 use bytes::Bytes;
 use md5::{Digest as _, Md5};
-use sha2::Sha256;
 
 use super::{
     AttemptError, ByteRange, ObjectMeta, ObjectReader, ObjectStore, PutBody, PutReceipt,
@@ -260,7 +259,6 @@ impl S3Store {
         .await?;
         Ok(PutReceipt {
             size: data.len() as u64,
-            sha256,
         })
     }
 
@@ -334,7 +332,6 @@ impl S3Store {
         upload_id: &str,
         source: &mut PartSource,
     ) -> Result<(Vec<CompletedPart>, PutReceipt)> {
-        let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut in_flight = tokio::task::JoinSet::new();
         let mut parts = Vec::new();
@@ -345,7 +342,6 @@ impl S3Store {
                 .await
                 .map_err(|e| self.key_error("put", key, format!("reading the content: {e}")))?;
             let Some(chunk) = chunk else { break };
-            hasher.update(&chunk);
             size += chunk.len() as u64;
             part_number += 1;
             while in_flight.len() >= self.options.part_concurrency.max(1) {
@@ -369,13 +365,7 @@ impl S3Store {
             parts.push(done.expect("part upload task panicked")?);
         }
         parts.sort_by_key(CompletedPart::part_number);
-        Ok((
-            parts,
-            PutReceipt {
-                size,
-                sha256: Sha256Digest(hasher.finalize().into()),
-            },
-        ))
+        Ok((parts, PutReceipt { size }))
     }
 
     async fn upload_part(
