@@ -599,8 +599,8 @@ enum Keys {
     Pending,
     /// Read from the copy.
     Read(Arc<str>),
-    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], or no table still to copy reads it: the tables
-    /// still to copy check the reference by its chain.
+    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], or no table still to copy reads
+    /// it: the tables still to copy check the reference by its chain.
     Unused,
 }
 

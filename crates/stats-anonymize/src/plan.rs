@@ -377,7 +377,8 @@ impl Plan {
 /// rows are loaded frozen (or, for a recount, written once), the run analyses every table, and
 /// nothing changes them until the next run replaces them. Left on, it vacuumed and analysed the
 /// tables again, during the run and after the swap.
-pub const NO_AUTOVACUUM: &str = "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)";
+pub const NO_AUTOVACUUM: &str =
+    "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)";
 
 /// `COPY (select) TO STDOUT` in the binary format.
 pub fn copy_out(select: &str) -> String {
