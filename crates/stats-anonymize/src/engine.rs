@@ -1167,13 +1167,17 @@ mod tests {
         let requests = next(&schedule).1;
         let runtime = ops_common::cli::runtime_current_thread();
         let (woken, ()) = runtime.block_on(async {
-            tokio::join!(schedule.next(), async {
+            // A lost wakeup would leave the job waiting: bounded, so the test fails instead.
+            let waiting = tokio::time::timeout(Duration::from_secs(10), schedule.next());
+            tokio::join!(waiting, async {
                 // The other job is waiting by now: nothing was ready when it looked.
                 tokio::task::yield_now().await;
                 schedule.finished(Task::Copy, table(&plan, requests), 1.0, vec![]);
             })
         });
-        let (task, table, _) = woken.expect("a task");
+        let (task, table, _) = woken
+            .expect("woken when the copy ended, not left waiting")
+            .expect("a task");
         assert_eq!((task, table.name.as_str()), (Task::Copy, "messages"));
     }
 
