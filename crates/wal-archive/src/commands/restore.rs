@@ -359,6 +359,7 @@ async fn restore_files(
                                 .file
                                 .write_all_at(data, *offset)
                                 .map_err(|e| Error::io(&describe, e))?;
+                            start_writeback(&target.file, *offset, data.len());
                             let before = target
                                 .written
                                 .fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -387,6 +388,23 @@ async fn restore_files(
     }
     progress.finish_and_clear();
     verify_files(pgdata, manifest, &files)
+}
+
+/// Starts writing `len` bytes at `offset` of `file` to the disk now, without waiting for it.
+///
+/// A restore is bound by the disk. Left alone, the kernel holds gigabytes of dirty pages (its
+/// background writeback starts at 10% of memory) while the restore decompresses, and the disk
+/// sits idle until the fsync of each finished file; started at once, writing overlaps the
+/// decompressing. `POSIX_FADV_DONTNEED` on dirty pages starts their writeback (and drops only
+/// pages already clean), as PostgreSQL's own `pg_flush_data` does where `sync_file_range` is
+/// missing. Only a hint: the fsync of the finished file still makes it durable.
+fn start_writeback(file: &std::fs::File, offset: u64, len: usize) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len as u64),
+        rustix::fs::Advice::DontNeed,
+    );
 }
 
 /// A file being restored, and how many of its bytes have been written.
