@@ -37,7 +37,7 @@ pub const WALG_COMPRESSION_METHOD: Setting = Setting::new(
 /// Parallel uploads in `backup`.
 pub const WALG_UPLOAD_CONCURRENCY: Setting = Setting::new(
     "WALG_UPLOAD_CONCURRENCY",
-    "Uploads at the same time: files read, compressed and uploaded by `backup`; segments a `push` archives, counting those it archives ahead of PostgreSQL's request.",
+    "Uploads at the same time: files read and chunks compressed by `backup` (each with up to four chunks being stored meanwhile); segments a `push` archives, counting those it archives ahead of PostgreSQL's request.",
 )
 .default("4");
 

@@ -607,8 +607,16 @@ struct Copied {
     new_chunks: u64,
 }
 
+/// How many stores each compressing uploader may have waiting at once. A store is mostly waiting
+/// (an fsync on a local store, a round trip to S3) while compressing is work: with one store at a
+/// time, each uploader sat idle through every chunk's fsync and a backup used one core of two.
+const STORES_PER_UPLOADER: usize = 4;
+
 /// Reads every file in chunks (several files at a time) and uploads the chunks the archive does
-/// not have (several at a time), with bounded memory: at most `2 × concurrency` chunks in flight.
+/// not have: `concurrency` readers and `concurrency` compressors, each compressor with up to
+/// [`STORES_PER_UPLOADER`] chunks being stored. Memory stays bounded: at most
+/// `2 × concurrency` chunks wait to be compressed and `STORES_PER_UPLOADER × concurrency` to be
+/// stored.
 async fn copy_files(
     pgdata: &Path,
     files: &[(String, u64, u32)],
@@ -634,27 +642,12 @@ async fn copy_files(
             codec.clone(),
         );
         uploaders.spawn(async move {
-            loop {
-                let next = rx.lock().await.recv().await;
-                let Some((digest, chunk)) = next else {
-                    return Ok::<_, Error>(());
-                };
-                let codec = codec.clone();
-                let sealed =
-                    tokio::task::spawn_blocking(move || codec.seal_with_id(&chunk, digest))
-                        .await
-                        .expect("compression does not panic");
-                stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
-                if let Err(e) = store
-                    .put(&archive::chunk_key(&digest), PutBody::from(sealed))
-                    .await
-                {
-                    // Stop the readers: nothing more can be sent once the channel is closed.
-                    rx.lock().await.close();
-                    return Err(e.into());
-                }
-                new_chunks.fetch_add(1, Ordering::Relaxed);
+            let result = upload_chunks(&rx, &store, &codec, &stored_bytes, &new_chunks).await;
+            if result.is_err() {
+                // Stop the readers: nothing more can be sent once the channel is closed.
+                rx.lock().await.close();
             }
+            result
         });
     }
 
@@ -718,6 +711,55 @@ async fn copy_files(
         stored_bytes: stored_bytes.load(Ordering::Relaxed),
         new_chunks: new_chunks.load(Ordering::Relaxed),
     })
+}
+
+/// One compressing uploader: takes chunks from `rx` until it is closed, compresses each and
+/// stores it, with up to [`STORES_PER_UPLOADER`] stores waiting at once.
+async fn upload_chunks(
+    rx: &tokio::sync::Mutex<mpsc::Receiver<(Sha256Digest, Bytes)>>,
+    store: &Arc<dyn ObjectStore>,
+    codec: &Codec,
+    stored_bytes: &AtomicU64,
+    new_chunks: &AtomicU64,
+) -> Result<()> {
+    let mut storing = tokio::task::JoinSet::new();
+    loop {
+        let next = rx.lock().await.recv().await;
+        let Some((digest, chunk)) = next else {
+            break;
+        };
+        let codec = codec.clone();
+        let sealed = tokio::task::spawn_blocking(move || codec.seal_with_id(&chunk, digest))
+            .await
+            .expect("compression does not panic");
+        stored_bytes.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        if storing.len() == STORES_PER_UPLOADER {
+            stored(&mut storing, new_chunks).await?;
+        }
+        let store = store.clone();
+        storing.spawn(async move {
+            store
+                .put(&archive::chunk_key(&digest), PutBody::from(sealed))
+                .await
+                .map(|_receipt| ())
+        });
+    }
+    while !storing.is_empty() {
+        stored(&mut storing, new_chunks).await?;
+    }
+    Ok(())
+}
+
+/// Waits for one of the chunks being stored.
+async fn stored(
+    storing: &mut tokio::task::JoinSet<ops_common::Result<()>>,
+    new_chunks: &AtomicU64,
+) -> Result<()> {
+    if let Some(done) = storing.join_next().await {
+        done.expect("storing does not panic")?;
+        new_chunks.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Reads one file, sending the chunks not yet in the archive to the uploaders. `None` when the file
