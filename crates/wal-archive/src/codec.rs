@@ -1,7 +1,7 @@
 //! How content becomes stored objects: compressed, then optionally encrypted with age.
 //!
 //! Without encryption an object is a plain envelope ([`crate::archive`]) and a content's identity is
-//! its SHA-256. With encryption the plain envelope is encrypted with age (compress, then encrypt) and
+//! its SHA-256 (a pushed WAL file's: that of its compressed payload). With encryption the plain envelope is encrypted with age (compress, then encrypt) and
 //! wrapped in an outer envelope whose header carries only a keyed identity, HMAC-SHA256 of the
 //! content: duplicates are still recognised (a re-pushed segment, a chunk an earlier backup stored)
 //! without decrypting and without revealing a plain hash of the content to whoever reads the bucket.
@@ -225,8 +225,11 @@ impl Codec {
         self.wrap(hashes, data.len(), &payload)
     }
 
-    /// [`Codec::seal`] of what `reader` holds, `size` bytes, read in pieces (see
-    /// [`archive::compress_stream`]) rather than whole.
+    /// The object for what `reader` holds, `size` bytes, read in pieces (see
+    /// [`archive::compress_stream`]) rather than whole, and its identity. Without encryption the
+    /// identity is the payload's SHA-256 ([`Header::PlainPayload`]), which differs from the one
+    /// an earlier push stored if the compression changed in between: compare contents then
+    /// ([`Codec::open`]) before calling two objects different.
     ///
     /// # Errors
     /// When reading fails or the reader does not hold `size` bytes.
@@ -235,6 +238,10 @@ impl Codec {
         reader: impl std::io::Read + Send,
         size: u64,
     ) -> std::io::Result<(Sha256Digest, Vec<u8>)> {
+        if self.age.is_none() {
+            let payload = archive::compress_stream(reader, size, self.compression, |_| {})?;
+            return Ok(archive::seal_payload(size, self.compression, &payload));
+        }
         let size_usize = usize::try_from(size).map_err(std::io::Error::other)?;
         let mut hashes = self.hashes();
         let payload = archive::compress_stream(reader, size, self.compression, |piece| {
@@ -319,7 +326,9 @@ impl Codec {
         scratch: &'s mut archive::Scratch,
     ) -> std::result::Result<&'s [u8], EnvelopeError> {
         match Self::header_expecting(bytes, expected)? {
-            Header::Plain { .. } => archive::open_into(bytes, scratch),
+            Header::Plain { .. } | Header::PlainPayload { .. } => {
+                archive::open_into(bytes, scratch)
+            }
             Header::Encrypted { .. } => self.open(bytes).map(|data| scratch.hold(data)),
         }
     }
@@ -386,6 +395,11 @@ impl Codec {
         match header {
             Header::Encrypted { id, .. } => (*id, None),
             Header::Plain { size, sha256, .. } => (*sha256, Some(*size)),
+            Header::PlainPayload {
+                size,
+                payload_sha256,
+                ..
+            } => (*payload_sha256, Some(*size)),
         }
     }
 }
@@ -468,6 +482,30 @@ mod tests {
                 Err(EnvelopeError::Mismatch { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_pushed_file_is_identified_by_its_payload_without_encryption_and_by_its_content_with() {
+        let content = b"a WAL record, many times over ".repeat(100_000);
+        let size = content.len() as u64;
+        let plain = Codec::plain(Compression::Zstd);
+        let (id, sealed) = plain.seal_reader(&content[..], size).unwrap();
+        let (header, start) = archive::read_header(&sealed).unwrap();
+        assert!(matches!(header, Header::PlainPayload { .. }));
+        assert_eq!(id, Sha256Digest::of(&sealed[start..]));
+        assert_eq!(Codec::stored_id(&header), (id, Some(size)));
+        assert_eq!(plain.open(&sealed).unwrap(), content);
+        // Another compression, another identity, the same content: push compares contents then.
+        let (lz4_id, lz4_sealed) = Codec::plain(Compression::Lz4)
+            .seal_reader(&content[..], size)
+            .unwrap();
+        assert_ne!(lz4_id, id);
+        assert_eq!(plain.open(&lz4_sealed).unwrap(), content);
+
+        let (writer, reader) = keyed();
+        let (keyed_id, keyed_sealed) = writer.seal_reader(&content[..], size).unwrap();
+        assert_eq!(keyed_id, writer.id(&content));
+        assert_eq!(reader.open(&keyed_sealed).unwrap(), content);
     }
 
     #[test]

@@ -73,6 +73,17 @@ fn duplicate_push_identical_is_accepted_and_different_content_is_refused() {
         site.run(&["push", same.to_str().unwrap()])
             .success()
             .stderr_has("already archived with identical content");
+        // With another compression the stored payload differs from the new one: the contents
+        // are compared.
+        let push_lz4 = |path: &PathBuf| {
+            site.tool()
+                .env("WALG_COMPRESSION_METHOD", "lz4")
+                .args(["push", path.to_str().unwrap()])
+                .run()
+        };
+        push_lz4(&same)
+            .success()
+            .stderr_has("already archived with identical content");
 
         let mut changed = content.clone();
         changed[200_000] ^= 0xff;
@@ -82,12 +93,46 @@ fn duplicate_push_identical_is_accepted_and_different_content_is_refused() {
             .one_line_error()
             .stderr_has("already archived with different content")
             .stderr_has("refusing to overwrite");
+        push_lz4(&different)
+            .code(5)
+            .one_line_error()
+            .stderr_has("already archived with different content");
         assert_eq!(
             std::fs::read(site.stored_file(&format!("wal/{name}"))).unwrap(),
             stored_before,
             "never overwritten"
         );
     }
+}
+
+/// Earlier versions checked a pushed file by the SHA-256 of its content; those objects still open,
+/// and a re-push of the same file is still recognised.
+#[test]
+fn segments_stored_with_a_content_checksum_still_fetch_and_match() {
+    let site = Site::new(Store::File);
+    let (name, content) = archived_segment(&site);
+    let stored = site.stored_file(&format!("wal/{name}"));
+    let earlier = wal_archive::archive::seal(&content, wal_archive::archive::Compression::Zstd);
+    std::fs::write(&stored, &earlier).unwrap();
+
+    let out = site.tmp.subdir("refetched").join(&name);
+    site.run(&["fetch", &name, out.to_str().unwrap()]).success();
+    assert_eq!(std::fs::read(&out).unwrap(), content);
+    let same = stage(&site, &name, &content);
+    site.run(&["push", same.to_str().unwrap()])
+        .success()
+        .stderr_has("already archived with identical content");
+    let mut changed = content.clone();
+    changed[9_000_000] ^= 0x01;
+    let different = stage(&site, &name, &changed);
+    site.run(&["push", different.to_str().unwrap()])
+        .code(5)
+        .stderr_has("already archived with different content");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        earlier,
+        "never overwritten"
+    );
 }
 
 #[test]

@@ -291,6 +291,19 @@ impl WalFile {
             .and_then(|_| codec.seal_reader(file, self.size))
             .map_err(|e| Error::io(&self.path, e))
     }
+
+    /// Whether the file holds exactly `content`.
+    fn holds(&self, content: &[u8]) -> Result<bool> {
+        use std::os::unix::fs::FileExt as _;
+        if content.len() as u64 != self.size {
+            return Ok(false);
+        }
+        let mut data = vec![0; content.len()];
+        self.file
+            .read_exact_at(&mut data, 0)
+            .map_err(|e| Error::io(&self.path, e))?;
+        Ok(data == content)
+    }
 }
 
 /// Archives `file` as `name`, unless the archive holds it already. The caller has checked that
@@ -307,11 +320,24 @@ async fn push(
     let (id, sealed) = file.seal(codec)?;
     if let Some(header) = stored_header(store, &key).await? {
         let (stored_id, stored_size) = Codec::stored_id(&header);
-        if stored_id == id && stored_size.is_none_or(|size| size == file.size) {
+        let same = if stored_size.is_some_and(|size| size != file.size) {
+            false
+        } else if stored_id == id {
+            true
+        } else {
+            // An identity of the payload differs when the compression changed since the first
+            // push (another method, another zstd): only the contents can tell.
+            let stored = store.get_bytes(&key).await?;
+            let content = codec
+                .open(&stored)
+                .map_err(|e| Error::Integrity(format!("{}: {e}", store.describe(&key))))?;
+            file.holds(&content)?
+        };
+        if same {
             return Ok(Pushed::AlreadyThere);
         }
         return Err(Error::Conflict(format!(
-            "{name} is already archived with different content (identity {stored_id}; this file: {id}); refusing to overwrite"
+            "{name} is already archived with different content; refusing to overwrite"
         )));
     }
     let stored = sealed.len() as u64;
