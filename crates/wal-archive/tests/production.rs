@@ -197,6 +197,13 @@ fn an_encrypted_archive_holds_no_plaintext_and_restores_with_the_private_key() {
         ))
         .unwrap();
     site.switch_and_wait_archived(&site.primary.url("postgres"));
+    // Taken at once, before a checkpoint can recycle the segment.
+    let last_archived: String = client
+        .query_one("select last_archived_wal from pg_stat_archiver", &[])
+        .unwrap()
+        .get(0);
+    let mut other_segment =
+        std::fs::read(site.primary.data_dir().join("pg_wal").join(&last_archived)).unwrap();
 
     for file in files_under(&site.tmp.path().join("archive")) {
         let bytes = std::fs::read(&file).unwrap();
@@ -219,6 +226,13 @@ fn an_encrypted_archive_holds_no_plaintext_and_restores_with_the_private_key() {
     site.run(&["verify"])
         .code(3)
         .stderr_has("encrypted with age");
+    // It still tells a re-push of other content under an archived name, by the keyed identity.
+    other_segment[3 << 20] ^= 0x01;
+    let staged = site.tmp.subdir("stage").join(&last_archived);
+    std::fs::write(&staged, other_segment).unwrap();
+    site.run(&["push", staged.to_str().unwrap()])
+        .code(5)
+        .stderr_has("already archived with different content");
 
     // With the private key (kept elsewhere), everything restores.
     let key_file = site.tmp.subdir("keys").join("backup.key");

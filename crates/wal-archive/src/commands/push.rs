@@ -324,9 +324,14 @@ async fn push(
             false
         } else if stored_id == id {
             true
+        } else if matches!(header, archive::Header::Encrypted { .. }) {
+            // Both are keyed identities of the content: they differ only if the contents do. (A
+            // server holding only the public keys could not read the stored object anyway.)
+            false
         } else {
-            // An identity of the payload differs when the compression changed since the first
-            // push (another method, another zstd): only the contents can tell.
+            // A plain object's identity is its payload's, which differs when the compression
+            // changed since the first push (another method, another zstd): only the contents
+            // can tell.
             let stored = store.get_bytes(&key).await?;
             let content = codec
                 .open(&stored)
