@@ -1,10 +1,11 @@
 //! How content becomes stored objects: compressed, then optionally encrypted with age.
 //!
-//! Without encryption an object is a plain envelope ([`crate::archive`]) and a content's identity is
-//! its SHA-256 (a pushed WAL file's: that of its compressed payload). With encryption the plain envelope is encrypted with age (compress, then encrypt) and
-//! wrapped in an outer envelope whose header carries only a keyed identity, HMAC-SHA256 of the
-//! content: duplicates are still recognised (a re-pushed segment, a chunk an earlier backup stored)
-//! without decrypting and without revealing a plain hash of the content to whoever reads the bucket.
+//! Without encryption an object is a plain envelope ([`crate::archive`]) and a content's identity
+//! is its SHA-256 (a pushed WAL file's: that of its compressed payload). With encryption the plain
+//! envelope is encrypted with age (compress, then encrypt) and wrapped in an outer envelope whose
+//! header carries only a keyed identity, HMAC-SHA256 of the content: duplicates are still
+//! recognised (a re-pushed segment, a chunk an earlier backup stored) without decrypting and
+//! without revealing a plain hash of the content to whoever reads the bucket.
 //!
 //! Two ways to encrypt:
 //! - **X25519 recipients** (`WAL_ARCHIVE_AGE_RECIPIENTS`, `age1…`): the database server holds only
@@ -239,8 +240,16 @@ impl Codec {
         size: u64,
     ) -> std::io::Result<(Sha256Digest, Vec<u8>)> {
         if self.age.is_none() {
-            let payload = archive::compress_stream(reader, size, self.compression, |_| {})?;
-            return Ok(archive::seal_payload(size, self.compression, &payload));
+            let mut content = archive::ContentHash::default();
+            let payload = archive::compress_stream(reader, size, self.compression, |piece| {
+                content.update(piece);
+            })?;
+            return Ok(archive::seal_payload(
+                size,
+                &content,
+                self.compression,
+                &payload,
+            ));
         }
         let size_usize = usize::try_from(size).map_err(std::io::Error::other)?;
         let mut hashes = self.hashes();
