@@ -615,8 +615,8 @@ const STORES_PER_UPLOADER: usize = 4;
 /// Reads every file in chunks (several files at a time) and uploads the chunks the archive does
 /// not have: `concurrency` readers and `concurrency` compressors, each compressor with up to
 /// [`STORES_PER_UPLOADER`] chunks being stored. Memory stays bounded: at most
-/// `2 × concurrency` chunks wait to be compressed and `STORES_PER_UPLOADER × concurrency` to be
-/// stored.
+/// `2 × concurrency` chunks wait to be compressed, and each compressor holds at most
+/// `STORES_PER_UPLOADER + 1` compressed ones (one waiting for a store to end).
 async fn copy_files(
     pgdata: &Path,
     files: &[(String, u64, u32)],
@@ -724,7 +724,16 @@ async fn upload_chunks(
 ) -> Result<()> {
     let mut storing = tokio::task::JoinSet::new();
     loop {
-        let next = rx.lock().await.recv().await;
+        // A failed store ends the backup at once, even while no new chunk comes (an incremental
+        // backup reads mostly chunks the archive has).
+        let next = tokio::select! {
+            next = async { rx.lock().await.recv().await } => next,
+            Some(done) = storing.join_next() => {
+                done.expect("storing does not panic")?;
+                new_chunks.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
         let Some((digest, chunk)) = next else {
             break;
         };

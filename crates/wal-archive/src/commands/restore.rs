@@ -399,12 +399,10 @@ async fn restore_files(
 /// pages already clean), as PostgreSQL's own `pg_flush_data` does where `sync_file_range` is
 /// missing. Only a hint: the fsync of the finished file still makes it durable.
 fn start_writeback(file: &std::fs::File, offset: u64, len: usize) {
-    let _ = rustix::fs::fadvise(
-        file,
-        offset,
-        std::num::NonZeroU64::new(len as u64),
-        rustix::fs::Advice::DontNeed,
-    );
+    // No length would mean "to the end of the file".
+    if let Some(len) = std::num::NonZeroU64::new(len as u64) {
+        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
+    }
 }
 
 /// A file being restored, and how many of its bytes have been written.
