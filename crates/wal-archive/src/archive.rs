@@ -169,7 +169,12 @@ pub fn seal_compressed(
         size: size as u64,
         sha256,
     };
-    let mut out = envelope_start(&header, payload.len());
+    envelope(&header, payload)
+}
+
+/// The envelope of `payload` under `header`.
+fn envelope(header: &Header, payload: &[u8]) -> Vec<u8> {
+    let mut out = envelope_start(header, payload.len());
     out.extend_from_slice(payload);
     out
 }
@@ -212,9 +217,7 @@ pub fn seal_payload(
         payload_sha256,
         content_xxh3: content.hex(),
     };
-    let mut out = envelope_start(&header, payload.len());
-    out.extend_from_slice(payload);
-    (payload_sha256, out)
+    (payload_sha256, envelope(&header, payload))
 }
 
 /// Runs `hash` on another thread while compressing `data`, for content already in memory (a
