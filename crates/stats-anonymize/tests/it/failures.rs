@@ -55,11 +55,11 @@ fn an_error_during_the_copy_keeps_row_data_out_of_the_message_and_the_target_unc
     site.run(&["-q", "run"]).success();
     let before = site.target_state();
     // Casting names to integers fails on the first row, and PostgreSQL's message quotes the name.
-    let rules = stats_anonymize::rules::ALAVETELI.replace(
+    let path = site.default_rules_with(
+        "broken.toml",
         "\nlocale = \"keep\"\nemail_bounced_at",
         "\nlocale = { sql = \"name\", type = \"integer\" }\nemail_bounced_at",
     );
-    let path = site.rules_file("broken.toml", &rules);
     let out = site
         .run(&["-qq", "run", "--rules", path.to_str().unwrap()])
         .code(9)
@@ -85,11 +85,11 @@ fn an_interrupted_run_drops_its_unfinished_copy() {
     site.run(&["-q", "run"]).success();
     let before = site.target_state();
     // Every user row takes 50 ms to select, so the copy is still going when the signal comes.
-    let rules = stats_anonymize::rules::ALAVETELI.replace(
+    let path = site.default_rules_with(
+        "slow.toml",
         "\nlocale = \"keep\"\nemail_bounced_at",
         "\nlocale = { sql = \"CASE WHEN pg_sleep(0.05) IS NULL THEN locale ELSE locale END\" }\nemail_bounced_at",
     );
-    let path = site.rules_file("slow.toml", &rules);
     let child = ops_testkit::Cmd::new(binary())
         .arg("--envdir")
         .arg(&site.envdir)

@@ -170,6 +170,19 @@ impl Site {
         path
     }
 
+    /// Writes the default rules with the one occurrence of `from` replaced by `to` as a rules
+    /// file, and returns its path. A `from` the default rules no longer hold fails the test, rather
+    /// than leaving the rules unchanged and the test testing nothing.
+    pub(crate) fn default_rules_with(&self, name: &str, from: &str, to: &str) -> PathBuf {
+        let rules = stats_anonymize::rules::ALAVETELI;
+        assert_eq!(
+            rules.matches(from).count(),
+            1,
+            "{from:?} in the default rules"
+        );
+        self.rules_file(name, &rules.replace(from, to))
+    }
+
     /// Fills every empty table of the source with one row of made-up values (foreign keys off),
     /// so that every table has a row to copy or to skip.
     pub(crate) fn fill_empty_tables(&self) {
