@@ -144,7 +144,8 @@ async fn pool<C, T, R>(
 
 /// Session settings of every source connection, inside its transaction: the source schema first
 /// in `search_path` (filters name tables without a schema), no statement or idle timeout (a
-/// snapshot is held for the whole copy; Greenmask #75), and the pseudonyms' keys.
+/// snapshot is held for the whole copy; Greenmask #75), standard-conforming strings (key sets
+/// are written into queries as [`literal`]s), and the pseudonyms' keys.
 async fn prepare_source(
     client: &tokio_postgres::Client,
     schema: &str,
@@ -153,7 +154,8 @@ async fn prepare_source(
     client
         .query(
             "SELECT set_config('search_path', $1, true), set_config('statement_timeout', '0', true), \
-                    set_config('idle_in_transaction_session_timeout', '0', true)",
+                    set_config('idle_in_transaction_session_timeout', '0', true), \
+                    set_config('standard_conforming_strings', 'on', true)",
             &[&ident(schema)],
         )
         .await
@@ -235,13 +237,14 @@ pub async fn compile(
             ),
             table.select.as_str(),
         )];
-        if let Some(keyed) = &table.keyed {
+        let keyed = table.keyed.as_ref().map(plan::KeyedSelect::without_keys);
+        if let Some(keyed) = &keyed {
             queries.push((
                 format!(
                     "tables.{}: the query that checks its references against the keys of the copies fails",
                     table.name
                 ),
-                keyed.select.as_str(),
+                keyed.as_str(),
             ));
         }
         for (column, check) in table.count_checks() {
@@ -999,14 +1002,7 @@ async fn copy_table(
         .await
         .map_err(into)?;
     let copy_out = match &table.keyed {
-        Some(keyed) if !keys.is_empty() => {
-            for (n, keys) in keys {
-                set_local(source, &KeySet::setting(*n), keys)
-                    .await
-                    .map_err(from)?;
-            }
-            plan::copy_out(&keyed.select)
-        }
+        Some(keyed) if !keys.is_empty() => plan::copy_out(&keyed.with_keys(keys)),
         _ => table.copy_out(),
     };
     let stream = source.copy_out(&copy_out).await.map_err(from)?;
@@ -1019,30 +1015,12 @@ async fn copy_table(
     }
     let rows = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
-    // The keys would stay in the session's memory until its transaction ends.
-    for (n, _) in keys {
-        set_local(source, &KeySet::setting(*n), "{}")
-            .await
-            .map_err(from)?;
-    }
     Ok(TableReport {
         table: table.name.clone(),
         rows,
         bytes: Some(bytes),
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Sets `name` to `value` until the end of the transaction.
-async fn set_local(
-    client: &tokio_postgres::Client,
-    name: &str,
-    value: &str,
-) -> std::result::Result<(), tokio_postgres::Error> {
-    client
-        .query("SELECT set_config($1, $2, true)", &[&name, &value])
-        .await
-        .map(drop)
 }
 
 /// `--dry-run`: the number of rows each table's query selects, in the snapshot.

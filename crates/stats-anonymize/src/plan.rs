@@ -28,13 +28,13 @@
 //!
 //! That chain is what `check`, `--explain` and `--dry-run` plan and count. A run does less work:
 //! once a referred table is loaded, its copy holds exactly "the keys of the rows the rules copy", so
-//! the run reads them there ([`KeySet`]) and hands them to the source session as a setting, and the
-//! table that refers to it is copied with [`KeyedSelect`], which joins that list instead of
-//! evaluating the chain again. In Alaveteli's rules every table refers to `info_requests`, and
+//! the run reads them there ([`KeySet`]), and the table that refers to it is copied with
+//! [`KeyedSelect`], which checks the reference against that list, written into its query as a
+//! constant array, instead of evaluating the chain again. In Alaveteli's rules every table refers to `info_requests`, and
 //! `request_classifications` to events, whose own chain is four tables long: the chain was most of
 //! the copy's time. Rows are still filtered on the source; only keys travel back to it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::pg::{ident, literal, qualified};
@@ -217,9 +217,9 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// The source session setting that holds key set number `n`, as an array literal.
-    pub fn setting(n: usize) -> String {
-        format!("stats_anonymize.keys_{n}")
+    /// The name `--explain` gives key set number `n`, a psql variable.
+    pub fn variable(n: usize) -> String {
+        format!("keys_{n}")
     }
 
     /// The query on the target that reads the keys, as an array literal; NULL when they would
@@ -234,15 +234,78 @@ impl KeySet {
     }
 }
 
-/// A table's SELECT for a run: each reference to a table loaded before it joins that table's
-/// [`KeySet`] (`SELECT DISTINCT unnest(…)`: distinct, so that PostgreSQL knows the keys are
-/// unique and hashes them, rather than the table, whatever its size).
+/// A table's SELECT for a run: each reference to a table loaded before it is checked against that
+/// table's [`KeySet`], written into the query as an array constant (`"t"."p_id" = ANY('{…}'::integer[])`).
+/// PostgreSQL (14 and later) hashes the elements of a constant array once per query and probes
+/// that for every row: no join, no `DISTINCT`, no session setting to parse and unnest, which took
+/// a third of the time of a copy of events. Column and keys are compared in one type (the
+/// column's, or `bigint` or `text` for a mix of their kinds), as a comparison across two types has
+/// two hash functions and is searched element by element instead.
 #[derive(Debug, Clone)]
 pub struct KeyedSelect {
-    /// The SELECT.
-    pub select: String,
+    /// The SELECT's text between its key sets: one piece more than `slots`.
+    pieces: Vec<String>,
+    /// What goes between two pieces: the key set's number and the type of its array.
+    slots: Vec<(usize, String)>,
     /// The key sets it reads, as indexes into [`Plan::key_sets`].
     pub key_sets: Vec<usize>,
+}
+
+/// Stands for the slot numbered between two of them while a keyed SELECT is generated: it is in
+/// no SQL of the rules ([`Rules::validate`] refuses it), as PostgreSQL refuses it in a query.
+const SLOT_MARK: char = '\0';
+
+impl KeyedSelect {
+    fn new(generated: &str, slots: &[(usize, String)], key_sets: Vec<usize>) -> Self {
+        let mut pieces = Vec::new();
+        let mut order = Vec::new();
+        for (i, piece) in generated.split(SLOT_MARK).enumerate() {
+            if i % 2 == 0 {
+                pieces.push(piece.to_owned());
+            } else {
+                let slot: usize = piece.parse().expect("a slot mark holds its number");
+                order.push(slots[slot].clone());
+            }
+        }
+        Self {
+            pieces,
+            slots: order,
+            key_sets,
+        }
+    }
+
+    /// The SELECT, with `keys(n)` (an SQL expression of key set `n` as text) in every slot.
+    pub fn select(&self, keys: impl Fn(usize) -> String) -> String {
+        let mut out = self.pieces[0].clone();
+        for ((n, sql_type), piece) in self.slots.iter().zip(&self.pieces[1..]) {
+            let _ = write!(out, "{}::{sql_type}[]{piece}", keys(*n));
+        }
+        out
+    }
+
+    /// The SELECT with psql variables for the key sets, for `--explain`.
+    pub fn explained(&self) -> String {
+        self.select(|n| format!(":'{}'", KeySet::variable(n)))
+    }
+
+    /// The SELECT with empty key sets: planned by `check` to find errors.
+    pub fn without_keys(&self) -> String {
+        self.select(|_| "'{}'".to_owned())
+    }
+
+    /// The SELECT with each key set's text (`{1,2,3}`), by number, as a constant.
+    ///
+    /// # Panics
+    /// If `keys` lacks one of [`Self::key_sets`].
+    pub fn with_keys(&self, keys: &[(usize, std::sync::Arc<str>)]) -> String {
+        self.select(|n| {
+            let (_, text) = keys
+                .iter()
+                .find(|(m, _)| *m == n)
+                .expect("a keyed SELECT is run with every key set it reads");
+            literal(text)
+        })
+    }
 }
 
 /// A counter cache of a copied table.
@@ -339,15 +402,15 @@ impl Plan {
                         .iter()
                         .map(|&n| {
                             let set = &self.key_sets[n];
-                            format!("--   {} = {};", KeySet::setting(n), set.read(loading))
+                            format!("--   :'{}' = {};", KeySet::variable(n), set.read(loading))
                         })
                         .collect();
                     let _ = writeln!(
                         out,
                         "-- on the source, once the tables it refers to are loaded, with the keys of their copies\n\
-                         -- in session settings read on the target:\n{}\n{};",
+                         -- written into the query as constants, read on the target:\n{}\n{};",
                         sets.join("\n"),
-                        copy_out(&keyed.select)
+                        copy_out(&keyed.explained())
                     );
                     let _ = writeln!(
                         out,
@@ -394,25 +457,66 @@ pub const MAX_KEY_BYTES: u64 = 64 << 20;
 /// referred table keeps the key as it is, so that its copy holds the source's values, in a type
 /// whose text form reads back as the same value on any server. (The rules refuse references that
 /// form a cycle, so the tables referred to can always be loaded first.)
-fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeSet<(String, usize)> {
-    let mut keyed = BTreeSet::new();
+fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeMap<(String, usize), Compared> {
+    let mut keyed = BTreeMap::new();
     for (name, rule) in &rules.tables {
         let Some(copy) = rule.as_copy() else { continue };
         for (i, r) in copy.references.iter().enumerate() {
             let kept = rules.tables[&r.table]
                 .as_copy()
                 .is_some_and(|p| p.columns.get(&r.key) == Some(&ColumnRule::Keep));
-            let exact = schema
+            let key = schema
                 .tables
                 .get(&r.table)
                 .and_then(|t| t.column(&r.key))
-                .is_some_and(|c| c.builtin && exact_text(&c.sql_type));
-            if kept && exact {
-                keyed.insert((name.clone(), i));
+                .filter(|c| c.builtin && exact_text(&c.sql_type));
+            let column = schema.tables.get(name).and_then(|t| t.column(&r.column));
+            if let (true, Some(key), Some(column)) = (kept, key, column)
+                && let Some(compared) = Compared::new(column, key)
+            {
+                keyed.insert((name.clone(), i), compared);
             }
         }
     }
     keyed
+}
+
+/// How a reference's column is compared with the keys of a key set.
+#[derive(Debug, Clone)]
+struct Compared {
+    /// The key's type.
+    key_type: String,
+    /// The type both are cast to, when the column's is not the key's.
+    cast: Option<String>,
+}
+
+impl Compared {
+    /// `None` when the two types have no common type that holds every value of both.
+    fn new(column: &Column, key: &Column) -> Option<Self> {
+        let key_type = key.sql_type.clone();
+        if column.builtin && column.sql_type == key.sql_type {
+            return Some(Self {
+                key_type,
+                cast: None,
+            });
+        }
+        let common = |sql_type: &str| match sql_type.split('(').next().unwrap_or(sql_type).trim() {
+            "smallint" | "integer" | "bigint" => Some("bigint"),
+            "text" | "character varying" => Some("text"),
+            _ => None,
+        };
+        match (
+            column.builtin,
+            common(&column.sql_type),
+            common(&key.sql_type),
+        ) {
+            (true, Some(a), Some(b)) if a == b => Some(Self {
+                key_type,
+                cast: Some(a.to_owned()),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Whether values of `sql_type` (as `format_type` writes it) survive a trip through their text
@@ -455,7 +559,7 @@ impl Builder<'_> {
         &mut self,
         source: &Table,
         copy: &CopyRule,
-        keyed: &BTreeSet<(String, usize)>,
+        keyed: &BTreeMap<(String, usize), Compared>,
         key_sets: &mut Vec<KeySet>,
     ) -> TablePlan {
         let me = ident(&source.name);
@@ -514,19 +618,21 @@ impl Builder<'_> {
         );
         let select = with_conditions(from.clone(), &joins, &conditions);
         let keyed = (0..copy.references.len())
-            .any(|i| keyed.contains(&(source.name.clone(), i)))
+            .any(|i| keyed.contains_key(&(source.name.clone(), i)))
             .then(|| {
                 let mut keys = Keys {
                     keyed,
                     key_sets,
                     used: Vec::new(),
+                    slots: Vec::new(),
                 };
                 self.aliases = 0;
                 let (joins, conditions) = self.conditions(&source.name, copy, Some(&mut keys));
-                KeyedSelect {
-                    select: with_conditions(from, &joins, &conditions),
-                    key_sets: keys.used,
-                }
+                KeyedSelect::new(
+                    &with_conditions(from, &joins, &conditions),
+                    &keys.slots,
+                    keys.used,
+                )
             });
         TablePlan {
             name: source.name.clone(),
@@ -555,19 +661,20 @@ impl Builder<'_> {
             conditions.push(format!("({filter})"));
         }
         for (i, r) in copy.references.iter().enumerate() {
-            let alias = self.alias("r");
-            let keys = match keys.as_deref_mut() {
-                Some(keys) if keys.keyed.contains(&(table.to_owned(), i)) => {
-                    keys.select(self.schema, r)
-                }
-                _ => self.copied_keys(&r.table, &r.key),
-            };
-            joins.push(format!(
-                "LEFT JOIN ({keys}) AS {alias} ON {alias}.\"__k\" = {me}.{}",
-                ident(&r.column)
-            ));
             let column = format!("{me}.{}", ident(&r.column));
-            let found = format!("{alias}.\"__k\" IS NOT NULL");
+            let keyed = keys
+                .as_deref_mut()
+                .and_then(|keys| keys.found(&column, table, i, r));
+            let found = if let Some(found) = keyed {
+                found
+            } else {
+                let alias = self.alias("r");
+                joins.push(format!(
+                    "LEFT JOIN ({}) AS {alias} ON {alias}.\"__k\" = {column}",
+                    self.copied_keys(&r.table, &r.key)
+                ));
+                format!("{alias}.\"__k\" IS NOT NULL")
+            };
             let not_null = self
                 .schema
                 .tables
@@ -643,22 +750,23 @@ impl Builder<'_> {
 
 /// The key sets of a plan, while one table's keyed SELECT is generated.
 struct Keys<'a> {
-    keyed: &'a BTreeSet<(String, usize)>,
+    keyed: &'a BTreeMap<(String, usize), Compared>,
     key_sets: &'a mut Vec<KeySet>,
     used: Vec<usize>,
+    /// The SELECT's slots so far: key set and array type.
+    slots: Vec<(usize, String)>,
 }
 
 impl Keys<'_> {
-    /// `SELECT DISTINCT unnest(<the key set of r>) AS "__k"`, registering the key set.
-    fn select(&mut self, schema: &Schema, r: &Reference) -> String {
-        let sql_type = schema.tables[&r.table]
-            .column(&r.key)
-            .map(|c| c.sql_type.clone())
-            .expect("references name existing columns (checked by Rules::check_against)");
+    /// `<column> = ANY(<the key set of r>)` for reference number `i` of `table`, with a mark for
+    /// the slot where the key set goes, registering the key set; `None` if the reference cannot
+    /// read a key set.
+    fn found(&mut self, column: &str, table: &str, i: usize, r: &Reference) -> Option<String> {
+        let compared = self.keyed.get(&(table.to_owned(), i))?;
         let set = KeySet {
             table: r.table.clone(),
             column: r.key.clone(),
-            sql_type,
+            sql_type: compared.key_type.clone(),
         };
         let n = self
             .key_sets
@@ -671,11 +779,15 @@ impl Keys<'_> {
         if !self.used.contains(&n) {
             self.used.push(n);
         }
-        format!(
-            "SELECT DISTINCT unnest(current_setting({}, true)::{}[]) AS \"__k\"",
-            literal(&KeySet::setting(n)),
-            self.key_sets[n].sql_type
-        )
+        let (column, array_type) = match &compared.cast {
+            None => (column.to_owned(), compared.key_type.clone()),
+            Some(common) => (format!("{column}::{common}"), common.clone()),
+        };
+        self.slots.push((n, array_type));
+        Some(format!(
+            "{column} = ANY({SLOT_MARK}{}{SLOT_MARK})",
+            self.slots.len() - 1
+        ))
     }
 }
 
@@ -1014,18 +1126,25 @@ mod tests {
         let keyed = messages.keyed.as_ref().unwrap();
         assert_eq!(keyed.key_sets, [0]);
         assert_eq!(
-            keyed.select,
+            keyed.explained(),
             "SELECT \"messages\".\"id\" AS \"id\", \"messages\".\"request_id\" AS \"request_id\", \
              encode(sha256((SELECT decode(current_setting('stats_anonymize.hmac_opad'), 'hex')) || sha256((SELECT decode(current_setting('stats_anonymize.hmac_ipad'), 'hex')) || convert_to((\"messages\".\"from_email\")::text, 'UTF8'))), 'hex') AS \"from_email\" \
              FROM \"public\".\"messages\" \
-             LEFT JOIN (SELECT DISTINCT unnest(current_setting('stats_anonymize.keys_0', true)::integer[]) AS \"__k\") AS \"__r1\" ON \"__r1\".\"__k\" = \"messages\".\"request_id\" \
-             WHERE \"__r1\".\"__k\" IS NOT NULL"
+             WHERE \"messages\".\"request_id\" = ANY(:'keys_0'::integer[])"
+        );
+        assert_eq!(
+            keyed.with_keys(&[(0, "{1,2}".into())]),
+            keyed.explained().replace(":'keys_0'", "'{1,2}'")
+        );
+        assert_eq!(
+            keyed.without_keys(),
+            keyed.explained().replace(":'keys_0'", "'{}'")
         );
         // The polymorphic reference reads the same key set, under its condition.
         let tags = table(&plan, "tags").keyed.as_ref().unwrap();
         assert_eq!(tags.key_sets, [0]);
-        assert!(tags.select.ends_with(
-            "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR \"__r1\".\"__k\" IS NOT NULL)"
+        assert!(tags.explained().ends_with(
+            "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR \"tags\".\"model_id\" = ANY(:'keys_0'::integer[]))"
         ));
         // A table that refers to nothing has only its own SELECT, and waits for nothing.
         let requests = table(&plan, "requests");
@@ -1038,8 +1157,60 @@ mod tests {
              ELSE (SELECT coalesce(array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"s\".\"requests\") END"
         );
         let text = plan.explain("public", "stats__loading");
-        assert!(text.contains(&copy_out(&keyed.select)));
-        assert!(text.contains("--   stats_anonymize.keys_0 = SELECT CASE WHEN"));
+        assert!(text.contains(&copy_out(&keyed.explained())));
+        assert!(text.contains("--   :'keys_0' = SELECT CASE WHEN"));
+    }
+
+    #[test]
+    fn keys_are_compared_in_one_type_with_one_hash_function() {
+        let column_of = |sql_type: &str| fixtures::column("c", sql_type, false);
+        let compared = |column: &str, key: &str| {
+            Compared::new(&column_of(column), &column_of(key)).map(|c| (c.key_type, c.cast))
+        };
+        let same = |t: &str| Some((t.to_owned(), None));
+        let cast = |key: &str, common: &str| Some((key.to_owned(), Some(common.to_owned())));
+        assert_eq!(compared("integer", "integer"), same("integer"));
+        assert_eq!(
+            compared("numeric(10,2)", "numeric(10,2)"),
+            same("numeric(10,2)")
+        );
+        assert_eq!(compared("bigint", "integer"), cast("integer", "bigint"));
+        assert_eq!(compared("integer", "bigint"), cast("bigint", "bigint"));
+        assert_eq!(
+            compared("character varying(255)", "text"),
+            cast("text", "text")
+        );
+        // No type holds every value of both, or the comparison would not hash.
+        assert_eq!(compared("numeric", "integer"), None);
+        assert_eq!(compared("character(3)", "text"), None);
+        assert_eq!(compared("uuid", "text"), None);
+        let mut domain = column_of("integer");
+        domain.builtin = false;
+        assert!(Compared::new(&domain, &column_of("integer")).is_none());
+    }
+
+    #[test]
+    fn a_reference_of_another_integer_type_compares_as_bigint() {
+        let mut schema = schema();
+        let tags = schema.tables.get_mut("tags").unwrap();
+        tags.columns[2] = fixtures::column("model_id", "bigint", false);
+        let rules = Rules::parse(RULES, "test rules").unwrap();
+        let plan = Plan::new(&rules, &schema);
+        let tags = table(&plan, "tags").keyed.as_ref().unwrap();
+        assert!(
+            tags.explained()
+                .ends_with("OR \"tags\".\"model_id\"::bigint = ANY(:'keys_0'::bigint[]))")
+        );
+        // The key set is the same: its text reads as integers or as bigints.
+        assert_eq!(plan.key_sets.len(), 1);
+    }
+
+    #[test]
+    fn keys_are_quoted_as_constants() {
+        let plan = plan();
+        let keyed = table(&plan, "messages").keyed.as_ref().unwrap();
+        let select = keyed.with_keys(&[(0, r#"{"it's"}"#.into())]);
+        assert!(select.ends_with(r#"= ANY('{"it''s"}'::integer[])"#));
     }
 
     #[test]

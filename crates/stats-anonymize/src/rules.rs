@@ -515,6 +515,15 @@ impl Rules {
                     "tables.{name}: every column is dropped; skip the table instead"
                 ));
             }
+            items.extend(
+                sql_texts(name, copy)
+                    .filter(|(_, text)| text.contains('\0'))
+                    .map(|(path, _)| {
+                        format!(
+                            "{path}: contains a NUL character, which PostgreSQL does not accept"
+                        )
+                    }),
+            );
         }
         items
     }
@@ -921,6 +930,35 @@ fn parse_column(c: &mut Collector, path: &str, value: &toml::Value) -> Option<Co
     }
 }
 
+/// The SQL written in a table's copy rule, each with where it is written.
+fn sql_texts<'a>(name: &'a str, copy: &'a CopyRule) -> impl Iterator<Item = (String, &'a str)> {
+    let filter = copy
+        .filter
+        .iter()
+        .map(move |f| (format!("tables.{name}.filter"), f.as_str()));
+    let when = copy
+        .references
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, r)| {
+            r.when
+                .as_deref()
+                .map(|w| (format!("tables.{name}.references[{i}].when"), w))
+        });
+    let columns = copy.columns.iter().flat_map(move |(column, rule)| {
+        let path = format!("tables.{name}.columns.{column}");
+        let texts: Vec<&str> = match rule {
+            ColumnRule::Sql { expr, sql_type } => std::iter::once(expr.as_str())
+                .chain(sql_type.as_deref())
+                .collect(),
+            ColumnRule::Count(count) => count.filter.as_deref().into_iter().collect(),
+            _ => Vec::new(),
+        };
+        texts.into_iter().map(move |t| (path.clone(), t))
+    });
+    filter.chain(when).chain(columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1177,6 +1215,32 @@ columns = { id = "keep", a_id = "keep" }
             items,
             ["references form a cycle (a → b → a); a filter must break it"]
         );
+    }
+
+    #[test]
+    fn nul_characters_in_sql_are_refused() {
+        let items = problems(
+            r#"
+version = 1
+[tables.requests]
+action = "copy"
+filter = "a\u0000"
+references = [{ column = "id", table = "requests", when = "b\u0000" }]
+columns = { id = "keep", n = { sql = "c\u0000", type = "text" }, m = { count = "requests.id", where = "d\u0000" } }
+"#,
+        );
+        for path in [
+            "tables.requests.filter",
+            "tables.requests.references[0].when",
+            "tables.requests.columns.n",
+            "tables.requests.columns.m",
+        ] {
+            let e = format!("{path}: contains a NUL character");
+            assert!(
+                items.iter().any(|i| i.starts_with(&e)),
+                "{e} not in {items:#?}"
+            );
+        }
     }
 
     #[test]
