@@ -9,14 +9,15 @@
 //! 3. The target is locked (an advisory lock: one run at a time), its schemas checked to be ours,
 //!    and a fresh `<schema>__loading` created.
 //! 4. Each table: `CREATE TABLE` and `COPY … FROM STDIN (FREEZE)` in one transaction on the target,
-//!    fed with the bytes of `COPY (SELECT …) TO STDOUT` from the source as they arrive. Rows are
-//!    never parsed here; memory holds a few buffers whatever the table's size, and the key sets
-//!    of [`crate::plan::KeySet`] (at most [`crate::plan::MAX_KEY_BYTES`] each).
+//!    fed with the bytes of `COPY (SELECT …) TO STDOUT` from the source as they arrive, which the
+//!    leak scan ([`crate::scan`]) searches on their way; memory holds a few buffers whatever the
+//!    table's size, and the key sets of [`crate::plan::KeySet`] (at most
+//!    [`crate::plan::MAX_KEY_BYTES`] each).
 //! 5. Counter caches, primary keys and indexes, `ANALYZE`.
-//! 6. The leak scan ([`crate::scan`]); a hit stops the run.
+//! 6. If the leak scan found anything, the run stops here.
 //! 7. The swap ([`crate::target::swap`]).
 //!
-//! Steps 4 to 6 overlap: they are tasks taken by the jobs as they become ready.
+//! Steps 4 and 5 overlap: they are tasks taken by the jobs as they become ready.
 //!
 //! Any failure drops `<schema>__loading` and leaves the live and previous copies as they were.
 
@@ -103,7 +104,7 @@ pub struct Report {
     /// Seconds counting, building keys and indexes and analysing, summed over the jobs (done
     /// alongside the copy).
     pub index_seconds: f64,
-    /// Seconds of leak scan, summed over the jobs (done alongside the copy).
+    /// Seconds searching the rows for the leak scan as they streamed, summed over the jobs.
     pub scan_seconds: f64,
     /// Seconds swapping (waiting for readers included).
     pub swap_seconds: f64,
@@ -504,9 +505,9 @@ impl Timings {
     }
 }
 
-/// Steps 4 to 6, overlapped: the jobs share one list of [`Task`]s, and each takes the first that
-/// is ready (copies first: they make other tasks ready), so indexes are built and tables scanned
-/// while other tables are still being copied.
+/// Steps 4 to 6, 4 and 5 overlapped: the jobs share one list of [`Task`]s, and each takes the
+/// first that is ready (copies first: they make other tasks ready), so indexes are built while
+/// other tables are still being copied.
 async fn load(
     job: &Job<'_>,
     plan: &Plan,
@@ -590,10 +591,6 @@ enum Task {
     Index(usize),
     /// `ANALYZE` it, when its indexes are.
     Analyze,
-    /// The leak scan of its copy; ready once it is loaded and, if it has counter caches, rebuilt
-    /// (a scan started during the rebuild could read the new table with an older snapshot, and
-    /// see no rows).
-    Scan,
 }
 
 /// A key set's state during a run.
@@ -658,7 +655,6 @@ impl<'p> Schedule<'p> {
         for &t in &tables {
             pending.extend((0..t.indexes(loading).len()).map(|n| (Task::Index(n), t)));
             pending.push((Task::Analyze, t));
-            pending.push((Task::Scan, t));
         }
         Self {
             plan,
@@ -748,10 +744,6 @@ impl<'p> Schedule<'p> {
                 state.index_seconds += seconds;
                 None
             }
-            Task::Scan => {
-                state.scan_seconds += seconds;
-                None
-            }
         };
         if let Some(kind) = kind {
             state.done.insert((&table.name, kind));
@@ -789,7 +781,7 @@ impl State<'_> {
                     && table.counted().all(|t| self.loaded(t))
                     && !self.running.iter().any(|(t, _)| *t == Task::Recount)
             }
-            Task::Index(_) | Task::Scan => self.loaded(name) && rebuilt,
+            Task::Index(_) => self.loaded(name) && rebuilt,
             Task::Analyze => {
                 self.loaded(name)
                     && rebuilt
@@ -860,7 +852,7 @@ fn critical_first(plan: &Plan) -> Vec<&TablePlan> {
     tables.into_iter().map(|(_, t)| t).collect()
 }
 
-/// One job: tasks until none is left. Returns its copies and what its scans found.
+/// One job: tasks until none is left. Returns its copies and what the leak scan found in them.
 async fn work(
     schedule: &Schedule<'_>,
     needles: &Needles,
@@ -887,7 +879,10 @@ async fn work(
                 let source = source
                     .as_ref()
                     .expect("a job keeps its source session while copies are left to hand out");
-                let report = copy_table(source, &target, table, &keys, loading).await?;
+                let (report, found, scanning) =
+                    copy_table(source, &target, table, &keys, loading, needles).await?;
+                leaks.extend(found);
+                schedule.lock().scan_seconds += scanning;
                 tracing::info!(
                     table = %report.table,
                     rows = report.rows,
@@ -927,9 +922,6 @@ async fn work(
                     .batch_execute(&format!("ANALYZE {}", qualified(loading, &table.name)))
                     .await
                     .map_err(|e| Error::db(format!("analysing {}", table.name), &e))?;
-            }
-            Task::Scan => {
-                leaks.extend(scan::scan_table(&target, table, loading, needles).await?);
             }
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -987,7 +979,8 @@ async fn copy_table(
     table: &TablePlan,
     keys: &[(usize, Arc<str>)],
     loading: &str,
-) -> Result<TableReport> {
+    needles: &Needles,
+) -> Result<(TableReport, Vec<scan::Leak>, f64)> {
     let started = Instant::now();
     let into =
         |e: tokio_postgres::Error| Error::db(format!("loading {} into the target", table.name), &e);
@@ -1008,19 +1001,35 @@ async fn copy_table(
     let stream = source.copy_out(&copy_out).await.map_err(from)?;
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(stream);
+    let mut scan = scan::StreamScan::new(table, needles);
+    let unreadable = |message| Error::Database {
+        context: format!("leak scan of {}", table.name),
+        message,
+    };
     let mut bytes = 0u64;
     while let Some(chunk) = stream.try_next().await.map_err(from)? {
         bytes += chunk.len() as u64;
+        if let Some(scan) = &mut scan {
+            scan.push(&chunk).map_err(unreadable)?;
+        }
         sink.feed(chunk).await.map_err(into)?;
     }
     let rows = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
-    Ok(TableReport {
+    let (leaks, scanning) = match scan {
+        Some(scan) => {
+            let spent = scan.spent.as_secs_f64();
+            (scan.finish().map_err(unreadable)?, spent)
+        }
+        None => (Vec::new(), 0.0),
+    };
+    let report = TableReport {
         table: table.name.clone(),
         rows,
         bytes: Some(bytes),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((report, leaks, scanning))
 }
 
 /// `--dry-run`: the number of rows each table's query selects, in the snapshot.
@@ -1113,19 +1122,16 @@ mod tests {
         assert!(!schedule.copies_left());
         assert!(!schedule.wanted(0), "no copy is left to read the keys");
         assert!(matches!(schedule.lock().keys[0].0, Keys::Unused));
-        // requests counts messages: its recount, and so its indexes and its scan, wait for that
-        // copy.
+        // requests counts messages: its recount, and so its indexes, wait for that copy.
         assert!(schedule.next().now_or_never().is_none());
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![]);
         assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
         // The primary key of messages; its ANALYZE waits for it.
         assert_eq!(next(&schedule), (Task::Index(0), "messages", vec![]));
-        assert_eq!(next(&schedule), (Task::Scan, "messages", vec![]));
         assert!(schedule.next().now_or_never().is_none());
         schedule.finished(Task::Recount, requests, 1.0, vec![]);
         assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
         assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
-        assert_eq!(next(&schedule), (Task::Scan, "requests", vec![]));
         assert!(schedule.next().now_or_never().is_none());
         schedule.finished(Task::Index(0), requests, 1.0, vec![]);
         schedule.finished(Task::Index(1), requests, 1.0, vec![]);

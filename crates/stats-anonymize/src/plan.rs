@@ -42,13 +42,20 @@ use crate::pseudonym;
 use crate::rules::{ColumnRule, CopyRule, Count, Reference, Rules, TableRule};
 use crate::schema::{Column, Schema, Table, TypeKind};
 
-/// How the leak scan reads a column of the copy as text.
+/// How the leak scan reads a column's values in the binary `COPY` stream
+/// (<https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScanAs {
-    /// `column::text`.
+    /// The value's bytes are its text: the character types, `json`, `xml`, `name`, and `bytea`
+    /// (its raw bytes, read as UTF-8 where they are).
     Text,
-    /// `encode(column, 'escape')`.
-    Bytes,
+    /// `jsonb`: a version byte, then its text.
+    Jsonb,
+    /// An array of one of those (`jsonb` says which): each element is searched.
+    Array {
+        /// The elements are `jsonb`.
+        jsonb: bool,
+    },
 }
 
 /// One column of a table in the copy.
@@ -808,10 +815,17 @@ fn scan_as(rule: &ColumnRule, sql_type: &str) -> Option<ScanAs> {
     if !matches!(rule, ColumnRule::Keep | ColumnRule::Sql { .. }) {
         return None;
     }
-    match TypeKind::of(sql_type) {
-        TypeKind::Text | TypeKind::Array => Some(ScanAs::Text),
-        TypeKind::Bytes => Some(ScanAs::Bytes),
+    let scalar = |sql_type: &str| match TypeKind::of(sql_type) {
+        TypeKind::Text if sql_type.trim().eq_ignore_ascii_case("jsonb") => Some(ScanAs::Jsonb),
+        TypeKind::Text | TypeKind::Bytes => Some(ScanAs::Text),
         _ => None,
+    };
+    match sql_type.trim().strip_suffix("[]") {
+        // Arrays of numbers, dates or booleans cannot hold a name.
+        Some(element) => scalar(element).map(|e| ScanAs::Array {
+            jsonb: e == ScanAs::Jsonb,
+        }),
+        None => scalar(sql_type),
     }
 }
 
@@ -983,6 +997,27 @@ columns = { id = "keep", model_type = "keep", model_id = "keep" }
 
     pub(crate) fn table<'a>(plan: &'a Plan, name: &str) -> &'a TablePlan {
         plan.tables.iter().find(|t| t.name == name).unwrap()
+    }
+
+    /// Table `t` of the copy with the columns given as (name, type), all kept as they are.
+    pub(crate) fn kept(columns: &[(&str, &str)]) -> TablePlan {
+        TablePlan {
+            name: "t".to_owned(),
+            select: String::new(),
+            keyed: None,
+            columns: columns
+                .iter()
+                .map(|&(name, sql_type)| TargetColumn {
+                    name: name.to_owned(),
+                    sql_type: sql_type.to_owned(),
+                    rule: ColumnRule::Keep,
+                    scan: scan_as(&ColumnRule::Keep, sql_type),
+                })
+                .collect(),
+            indexes: Vec::new(),
+            counts: Vec::new(),
+            bytes: 0,
+        }
     }
 }
 
@@ -1211,6 +1246,29 @@ mod tests {
         let keyed = table(&plan, "messages").keyed.as_ref().unwrap();
         let select = keyed.with_keys(&[(0, r#"{"it's"}"#.into())]);
         assert!(select.ends_with(r#"= ANY('{"it''s"}'::integer[])"#));
+    }
+
+    #[test]
+    fn text_columns_and_arrays_of_text_are_scanned_as_they_stream() {
+        let scan = |sql_type: &str| scan_as(&ColumnRule::Keep, sql_type);
+        for text in ["text", "character varying(255)", "json", "xml", "bytea"] {
+            assert_eq!(scan(text), Some(ScanAs::Text), "{text}");
+        }
+        assert_eq!(scan("jsonb"), Some(ScanAs::Jsonb));
+        assert_eq!(
+            scan("character varying[]"),
+            Some(ScanAs::Array { jsonb: false })
+        );
+        assert_eq!(scan("jsonb[]"), Some(ScanAs::Array { jsonb: true }));
+        for other in [
+            "integer",
+            "integer[]",
+            "timestamp without time zone",
+            "boolean",
+        ] {
+            assert_eq!(scan(other), None, "{other}");
+        }
+        assert_eq!(scan_as(&ColumnRule::Hash, "text"), None);
     }
 
     #[test]

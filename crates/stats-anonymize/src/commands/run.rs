@@ -183,7 +183,7 @@ fn metrics(outcome: std::result::Result<&Report, &Error>, started: Instant) -> M
             ] {
                 m.gauge(
                     "run_phase_seconds",
-                    "Seconds each phase of the last run took: copy and swap from start to end; index and scan summed over the jobs, overlapping the copy.",
+                    "Seconds each phase of the last run took: copy and swap from start to end; index summed over the jobs, overlapping the copy; scan (searching the rows as they streamed) summed over the jobs, within the copy.",
                     &[("phase", phase)],
                     seconds,
                 );
