@@ -242,7 +242,8 @@ impl KeySet {
 }
 
 /// A table's SELECT for a run: each reference to a table loaded before it is checked against that
-/// table's [`KeySet`], written into the query as an array constant (`"t"."p_id" = ANY('{…}'::integer[])`).
+/// table's [`KeySet`], written into the query as an array constant (`"t"."p_id" = ANY('{…}'::integer[])`,
+/// in a `CASE` that keeps the planner from estimating it key by key).
 /// PostgreSQL (14 and later) hashes the elements of a constant array once per query and probes
 /// that for every row: no join, no `DISTINCT`, no session setting to parse and unnest, which took
 /// a third of the time of a copy of events. Column and keys are compared in one type (the
@@ -791,8 +792,11 @@ impl Keys<'_> {
             Some(common) => (format!("{column}::{common}"), common.clone()),
         };
         self.slots.push((n, array_type));
+        // In a CASE, which the planner does not look into: it estimates `= ANY` of a constant
+        // array element by element, a quarter of a second for the 330,000 keys of events, to
+        // plan a query that takes less. The executor still hashes the array.
         Some(format!(
-            "{column} = ANY({SLOT_MARK}{}{SLOT_MARK})",
+            "CASE WHEN {column} = ANY({SLOT_MARK}{}{SLOT_MARK}) THEN true END",
             self.slots.len() - 1
         ))
     }
@@ -1165,7 +1169,7 @@ mod tests {
             "SELECT \"messages\".\"id\" AS \"id\", \"messages\".\"request_id\" AS \"request_id\", \
              encode(sha256((SELECT decode(current_setting('stats_anonymize.hmac_opad'), 'hex')) || sha256((SELECT decode(current_setting('stats_anonymize.hmac_ipad'), 'hex')) || convert_to((\"messages\".\"from_email\")::text, 'UTF8'))), 'hex') AS \"from_email\" \
              FROM \"public\".\"messages\" \
-             WHERE \"messages\".\"request_id\" = ANY(:'keys_0'::integer[])"
+             WHERE CASE WHEN \"messages\".\"request_id\" = ANY(:'keys_0'::integer[]) THEN true END"
         );
         assert_eq!(
             keyed.with_keys(&[(0, "{1,2}".into())]),
@@ -1179,7 +1183,7 @@ mod tests {
         let tags = table(&plan, "tags").keyed.as_ref().unwrap();
         assert_eq!(tags.key_sets, [0]);
         assert!(tags.explained().ends_with(
-            "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR \"tags\".\"model_id\" = ANY(:'keys_0'::integer[]))"
+            "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR CASE WHEN \"tags\".\"model_id\" = ANY(:'keys_0'::integer[]) THEN true END)"
         ));
         // A table that refers to nothing has only its own SELECT, and waits for nothing.
         let requests = table(&plan, "requests");
@@ -1232,10 +1236,9 @@ mod tests {
         let rules = Rules::parse(RULES, "test rules").unwrap();
         let plan = Plan::new(&rules, &schema);
         let tags = table(&plan, "tags").keyed.as_ref().unwrap();
-        assert!(
-            tags.explained()
-                .ends_with("OR \"tags\".\"model_id\"::bigint = ANY(:'keys_0'::bigint[]))")
-        );
+        assert!(tags.explained().ends_with(
+            "OR CASE WHEN \"tags\".\"model_id\"::bigint = ANY(:'keys_0'::bigint[]) THEN true END)"
+        ));
         // The key set is the same: its text reads as integers or as bigints.
         assert_eq!(plan.key_sets.len(), 1);
     }
@@ -1245,7 +1248,7 @@ mod tests {
         let plan = plan();
         let keyed = table(&plan, "messages").keyed.as_ref().unwrap();
         let select = keyed.with_keys(&[(0, r#"{"it's"}"#.into())]);
-        assert!(select.ends_with(r#"= ANY('{"it''s"}'::integer[])"#));
+        assert!(select.contains(r#"= ANY('{"it''s"}'::integer[])"#));
     }
 
     #[test]

@@ -634,7 +634,7 @@ fn dry_run_counts_and_explain_prints_the_sql_without_writing() {
     // The run checks references against the keys of the copies, and says where they come from.
     assert!(
         out.stdout
-            .contains("\"info_request_events\".\"info_request_id\" = ANY(:'keys_")
+            .contains("CASE WHEN \"info_request_events\".\"info_request_id\" = ANY(:'keys_")
     );
     assert!(out.stdout.contains(
         "FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"stats__loading\".\"info_requests\""
