@@ -422,7 +422,6 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
         let timings = Timings::since(started);
         return Ok(report(job, &plan, tables, None, 0, &timings));
     }
-    let needles = scan::sample(&coordinator, job.rules, &job.source_schema).await?;
     let mut mark = Mark {
         started_at: target::now(&target).await?,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -432,11 +431,11 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
     let mut timings = Timings::default();
     let mut jobs = Vec::new();
     let loaded = tokio::select! {
-        loaded = load(job, &plan, &coordinator, &snapshot, &needles, &mut timings, &mut jobs) => loaded,
+        loaded = load(job, &plan, &coordinator, &snapshot, &mut timings, &mut jobs) => loaded,
         () = cancel.cancelled() => Err(Error::Interrupted),
     };
     let outcome = match loaded {
-        Ok(tables) => {
+        Ok((tables, sampled)) => {
             let phase = Instant::now();
             mark.tables = tables.len() as u64;
             mark.rows = tables.iter().map(|t| t.rows).sum();
@@ -458,7 +457,7 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
                     "swapped in"
                 );
                 let previous = replaced.then(|| job.names.previous.clone());
-                report(job, &plan, tables, previous, needles.sampled, &timings)
+                report(job, &plan, tables, previous, sampled, &timings)
             })
         }
         Err(e) => Err(e),
@@ -513,10 +512,9 @@ async fn load(
     plan: &Plan,
     coordinator: &tokio_postgres::Client,
     snapshot: &str,
-    needles: &Needles,
     timings: &mut Timings,
     jobs: &mut Vec<target::Session>,
-) -> Result<Vec<TableReport>> {
+) -> Result<(Vec<TableReport>, usize)> {
     let started = Instant::now();
     let workers = job.jobs.clamp(1, plan.tables.len().max(1));
     let sessions = futures_util::future::try_join_all((0..workers).map(|_| async {
@@ -529,6 +527,10 @@ async fn load(
     for (_, target) in &sessions {
         jobs.push(target::Session::of(target).await?);
     }
+    let sources: Vec<&tokio_postgres::Client> = std::iter::once(coordinator)
+        .chain(sessions.iter().map(|(source, _)| source))
+        .collect();
+    let needles = scan::sample(&sources, job.rules, &job.source_schema).await?;
     // Every job has imported the snapshot, and holds it while it has tables to copy: the
     // coordinator's own transaction no longer holds up the source's vacuum.
     coordinator
@@ -540,7 +542,7 @@ async fn load(
     let worked = futures_util::future::try_join_all(
         sessions
             .into_iter()
-            .map(|(source, target)| work(&schedule, needles, source, target, &bar)),
+            .map(|(source, target)| work(&schedule, &needles, source, target, &bar)),
     )
     .await;
     bar.finish_and_clear();
@@ -575,7 +577,7 @@ async fn load(
         seconds = timings.scan,
         "leak scan: nothing found"
     );
-    Ok(tables)
+    Ok((tables, needles.sampled))
 }
 
 /// One piece of a run's work on one table.

@@ -203,34 +203,48 @@ fn whole_word(text: &str, start: usize, end: usize) -> bool {
         && !text[end..].chars().next().is_some_and(word)
 }
 
-/// Samples the source columns of `scan.samples` (inside the run's snapshot).
+/// Samples the source columns of `scan.samples` (inside the run's snapshot), spread over
+/// `clients`, which query at the same time: each sample reads its whole table.
 ///
 /// # Errors
 /// When a query fails.
 pub async fn sample(
-    client: &tokio_postgres::Client,
+    clients: &[&tokio_postgres::Client],
     rules: &Rules,
     source_schema: &str,
 ) -> Result<Needles> {
     let min_length = i32::try_from(rules.scan.min_length.max(1)).unwrap_or(i32::MAX);
     let size = i64::from(rules.scan.sample_size);
-    let mut sampled = Vec::new();
-    for column in &rules.scan.samples {
-        let value = format!("btrim({}::text)", ident(&column.column));
-        let sql = format!(
-            "SELECT DISTINCT v FROM (SELECT {value} AS v FROM {} WHERE length({value}) >= $1 ORDER BY random() LIMIT $2) AS s",
-            qualified(source_schema, &column.table)
-        );
-        let rows = client
-            .query(&sql, &[&min_length, &size])
-            .await
-            .map_err(|e| Error::db(format!("sampling {column} for the leak scan"), &e))?;
-        sampled.push((
-            column.clone(),
-            rows.iter().map(|r| r.get::<_, String>(0)).collect(),
-        ));
-    }
-    Ok(Needles::new(rules, sampled))
+    let columns: Vec<(usize, &ColumnRef)> = rules.scan.samples.iter().enumerate().collect();
+    let lanes = clients.iter().enumerate().map(|(lane, client)| {
+        let columns = &columns;
+        async move {
+            let mut sampled = Vec::new();
+            for &(n, column) in columns.iter().skip(lane).step_by(clients.len()) {
+                let value = format!("btrim({}::text)", ident(&column.column));
+                let sql = format!(
+                    "SELECT DISTINCT v FROM (SELECT {value} AS v FROM {} WHERE length({value}) >= $1 ORDER BY random() LIMIT $2) AS s",
+                    qualified(source_schema, &column.table)
+                );
+                let rows = client.query(&sql, &[&min_length, &size]).await.map_err(|e| {
+                    Error::db(format!("sampling {column} for the leak scan"), &e)
+                })?;
+                let values = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                sampled.push((n, column.clone(), values));
+            }
+            Ok::<_, Error>(sampled)
+        }
+    });
+    let mut sampled: Vec<_> = futures_util::future::try_join_all(lanes)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    sampled.sort_by_key(|(n, ..)| *n);
+    Ok(Needles::new(
+        rules,
+        sampled.into_iter().map(|(_, c, v)| (c, v)).collect(),
+    ))
 }
 
 /// The leak scan of one table, searching its rows as they stream from the source into the copy:
