@@ -138,37 +138,58 @@ impl TablePlan {
             return None;
         }
         let me = ident(&self.name);
-        let mut joins = String::new();
+        // One grouped count per counted column, whatever the number of counters that count it
+        // (public_bodies has five over info_requests.public_body_id): one scan each.
+        let mut groups: Vec<(&Count, Vec<String>)> = Vec::new();
         let mut items = Vec::new();
-        let mut counted = 0;
         for column in &self.columns {
             match self.counts.iter().find(|c| c.name == column.name) {
                 None => items.push(format!("{me}.{}", ident(&column.name))),
                 Some(c) => {
-                    counted += 1;
-                    let alias = format!("\"__c{counted}\"");
-                    let condition = c
-                        .count
-                        .filter
-                        .as_ref()
-                        .map(|f| format!(" WHERE ({f})"))
-                        .unwrap_or_default();
-                    // The counted table is read by its own name, as the condition names it.
-                    let _ = write!(
-                        joins,
-                        " LEFT JOIN (SELECT {}.{} AS \"__k\", count(*) AS \"__n\" FROM {}{condition} GROUP BY 1) AS {alias} ON {alias}.\"__k\" = {me}.{}",
-                        ident(&c.count.table),
-                        ident(&c.count.column),
-                        qualified(schema, &c.count.table),
-                        ident(&c.count.key)
-                    );
+                    let same = |other: &Count| {
+                        (&other.table, &other.column, &other.key)
+                            == (&c.count.table, &c.count.column, &c.count.key)
+                    };
+                    let g = groups
+                        .iter()
+                        .position(|(first, _)| same(first))
+                        .unwrap_or_else(|| {
+                            groups.push((&c.count, Vec::new()));
+                            groups.len() - 1
+                        });
+                    let aggregates = &mut groups[g].1;
+                    aggregates.push(match &c.count.filter {
+                        Some(f) => format!("count(*) FILTER (WHERE ({f}))"),
+                        None => "count(*)".to_owned(),
+                    });
                     items.push(format!(
-                        "coalesce({alias}.\"__n\", 0)::{} AS {}",
+                        "coalesce(\"__c{}\".\"__n{}\", 0)::{} AS {}",
+                        g + 1,
+                        aggregates.len(),
                         c.sql_type,
                         ident(&c.name)
                     ));
                 }
             }
+        }
+        let mut joins = String::new();
+        for (g, (count, aggregates)) in groups.iter().enumerate() {
+            let alias = format!("\"__c{}\"", g + 1);
+            let aggregates: Vec<String> = aggregates
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("{a} AS \"__n{}\"", i + 1))
+                .collect();
+            // The counted table is read by its own name, as the conditions name it.
+            let _ = write!(
+                joins,
+                " LEFT JOIN (SELECT {}.{} AS \"__k\", {} FROM {} GROUP BY 1) AS {alias} ON {alias}.\"__k\" = {me}.{}",
+                ident(&count.table),
+                ident(&count.column),
+                aggregates.join(", "),
+                qualified(schema, &count.table),
+                ident(&count.key)
+            );
         }
         Some(vec![
             format!(
@@ -1038,6 +1059,33 @@ mod tests {
     }
 
     #[test]
+    fn counters_of_one_column_are_counted_in_one_scan() {
+        let mut schema = schema();
+        let requests = schema.tables.get_mut("requests").unwrap();
+        requests
+            .columns
+            .push(fixtures::column("late_messages_count", "integer", false));
+        let rules = RULES.replace(
+            "messages_count = { count = \"messages.request_id\" }",
+            "messages_count = { count = \"messages.request_id\" }\n\
+             late_messages_count = { count = \"messages.request_id\", where = \"id > 10\" }",
+        );
+        let rules = Rules::parse(&rules, "test rules").unwrap();
+        assert!(rules.check_against(&schema).is_empty());
+        let plan = Plan::new(&rules, &schema);
+        let create = &table(&plan, "requests").recount("s", "__recount").unwrap()[0];
+        assert_eq!(create.matches("LEFT JOIN").count(), 1, "{create}");
+        assert!(create.contains(
+            "coalesce(\"__c1\".\"__n1\", 0)::integer AS \"messages_count\", \
+             coalesce(\"__c1\".\"__n2\", 0)::integer AS \"late_messages_count\""
+        ));
+        assert!(create.contains(
+            "(SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n1\", \
+             count(*) FILTER (WHERE (id > 10)) AS \"__n2\" FROM \"s\".\"messages\" GROUP BY 1)"
+        ));
+    }
+
+    #[test]
     fn a_filtered_table_masks_inside_its_select() {
         let plan = plan();
         let requests = table(&plan, "requests");
@@ -1055,8 +1103,8 @@ mod tests {
             [
                 "CREATE TABLE \"s\".\"__recount\" WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false) AS SELECT \"requests\".\"id\", \"requests\".\"title\", \
                  \"requests\".\"prominence\", \"requests\".\"created_at\", \
-                 coalesce(\"__c1\".\"__n\", 0)::integer AS \"messages_count\" FROM \"s\".\"requests\" AS \"requests\" \
-                 LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
+                 coalesce(\"__c1\".\"__n1\", 0)::integer AS \"messages_count\" FROM \"s\".\"requests\" AS \"requests\" \
+                 LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n1\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
                  ON \"__c1\".\"__k\" = \"requests\".\"id\"",
                 "DROP TABLE \"s\".\"requests\"",
                 "ALTER TABLE \"s\".\"__recount\" RENAME TO \"requests\"",
