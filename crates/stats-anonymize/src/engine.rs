@@ -374,6 +374,15 @@ struct Ready {
     snapshot: String,
     plan: Plan,
     target: tokio_postgres::Client,
+    /// The jobs, unless it is a dry run.
+    jobs: Option<Jobs>,
+}
+
+/// The jobs' sessions (source, target), each source session in the snapshot, and the values
+/// sampled through them for the leak scan.
+struct Jobs {
+    sessions: Vec<(tokio_postgres::Client, tokio_postgres::Client)>,
+    needles: Needles,
 }
 
 /// Steps 1 and 2: snapshot, schema, rules, queries; the target's lock and checks.
@@ -389,32 +398,58 @@ async fn prepare(job: &Job<'_>) -> Result<Ready> {
         .await
         .map_err(|e| Error::db("exporting the snapshot", &e))?
         .get(0);
-    let schema = checked_schema(
-        &coordinator,
-        job.rules,
-        &job.rules_origin,
-        &job.source_schema,
-    )
-    .await?;
-    let plan = Plan::new(job.rules, &schema);
-    compile(&coordinator, &plan, &job.rules_origin).await?;
-    tracing::info!(
-        snapshot,
-        copied = plan.tables.len(),
-        skipped = plan.skipped.len(),
-        "rules match the source"
-    );
-    let target = target_session(job).await?;
-    target::lock(&target, &job.names).await?;
-    target::check_ours(&target, &job.names).await?;
-    if let Some(role) = &job.reader {
-        target::check_role(&target, role).await?;
-    }
+    let checks = async {
+        let schema = checked_schema(
+            &coordinator,
+            job.rules,
+            &job.rules_origin,
+            &job.source_schema,
+        )
+        .await?;
+        let plan = Plan::new(job.rules, &schema);
+        compile(&coordinator, &plan, &job.rules_origin).await?;
+        tracing::info!(
+            snapshot,
+            copied = plan.tables.len(),
+            skipped = plan.skipped.len(),
+            "rules match the source"
+        );
+        let target = target_session(job).await?;
+        target::lock(&target, &job.names).await?;
+        target::check_ours(&target, &job.names).await?;
+        if let Some(role) = &job.reader {
+            target::check_role(&target, role).await?;
+        }
+        Ok::<_, Error>((plan, target))
+    };
+    // The jobs connect and sample while the coordinator checks: both only read, in the snapshot,
+    // and the sampling (a scan of each sampled table) kept both cores waiting before the copy.
+    let early = async {
+        if job.dry_run {
+            return Ok(None);
+        }
+        let sessions = futures_util::future::try_join_all((0..job.jobs.max(1)).map(|_| async {
+            Ok::<_, Error>((
+                source_session(job, &snapshot).await?,
+                job_target_session(job).await?,
+            ))
+        }))
+        .await?;
+        let sources: Vec<&tokio_postgres::Client> =
+            sessions.iter().map(|(source, _)| source).collect();
+        let needles = scan::sample(&sources, job.rules, &job.source_schema).await?;
+        Ok::<_, Error>(Some(Jobs { sessions, needles }))
+    };
+    let (checked, early) = tokio::join!(checks, early);
+    // Problems with the rules come first: a sample of a column that no longer exists fails too.
+    let (plan, target) = checked?;
+    let jobs = early?;
     Ok(Ready {
         coordinator,
         snapshot,
         plan,
         target,
+        jobs,
     })
 }
 
@@ -429,18 +464,20 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
         snapshot,
         plan,
         mut target,
+        jobs: early,
     } = tokio::select! {
         ready = prepare(job) => ready?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
-    if job.dry_run {
+    // Only a dry run has no jobs.
+    let Some(early) = early else {
         let tables = tokio::select! {
             tables = count(job, &plan, &snapshot) => tables?,
             () = cancel.cancelled() => return Err(Error::Interrupted),
         };
         let timings = Timings::since(started);
         return Ok(report(job, &plan, tables, None, 0, &timings));
-    }
+    };
     let mut mark = Mark {
         started_at: target::now(&target).await?,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -450,7 +487,7 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
     let mut timings = Timings::default();
     let mut jobs = Vec::new();
     let loaded = tokio::select! {
-        loaded = load(job, &plan, &coordinator, &snapshot, &mut timings, &mut jobs) => loaded,
+        loaded = load(job, &plan, &coordinator, early, &mut timings, &mut jobs) => loaded,
         () = cancel.cancelled() => Err(Error::Interrupted),
     };
     let outcome = match loaded {
@@ -530,26 +567,19 @@ async fn load(
     job: &Job<'_>,
     plan: &Plan,
     coordinator: &tokio_postgres::Client,
-    snapshot: &str,
+    early: Jobs,
     timings: &mut Timings,
     jobs: &mut Vec<target::Session>,
 ) -> Result<(Vec<TableReport>, usize)> {
     let started = Instant::now();
-    let workers = job.jobs.clamp(1, plan.tables.len().max(1));
-    let sessions = futures_util::future::try_join_all((0..workers).map(|_| async {
-        Ok::<_, Error>((
-            source_session(job, snapshot).await?,
-            job_target_session(job).await?,
-        ))
-    }))
-    .await?;
+    let Jobs {
+        mut sessions,
+        needles,
+    } = early;
+    sessions.truncate(plan.tables.len().max(1));
     for (_, target) in &sessions {
         jobs.push(target::Session::of(target).await?);
     }
-    let sources: Vec<&tokio_postgres::Client> = std::iter::once(coordinator)
-        .chain(sessions.iter().map(|(source, _)| source))
-        .collect();
-    let needles = scan::sample(&sources, job.rules, &job.source_schema).await?;
     // Every job has imported the snapshot, and holds it while it has tables to copy: the
     // coordinator's own transaction no longer holds up the source's vacuum.
     coordinator
