@@ -376,6 +376,8 @@ struct Ready {
     target: tokio_postgres::Client,
     /// The jobs, unless it is a dry run.
     jobs: Option<Jobs>,
+    /// Whether the source hashes `= ANY` of a constant array, as [`plan::KeyedSelect`] needs.
+    hashes_arrays: bool,
 }
 
 /// The jobs' sessions (source, target), each source session in the snapshot, and the values
@@ -393,11 +395,22 @@ async fn prepare(job: &Job<'_>) -> Result<Ready> {
         .await
         .map_err(|e| Error::db("starting the source transaction", &e))?;
     prepare_source(&coordinator, &job.source_schema, job.keys.as_ref()).await?;
-    let snapshot: String = coordinator
-        .query_one("SELECT pg_export_snapshot()", &[])
+    let exported = coordinator
+        .query_one(
+            "SELECT pg_export_snapshot(), current_setting('server_version_num')::int >= 140000",
+            &[],
+        )
         .await
-        .map_err(|e| Error::db("exporting the snapshot", &e))?
-        .get(0);
+        .map_err(|e| Error::db("exporting the snapshot", &e))?;
+    let snapshot: String = exported.get(0);
+    // Before PostgreSQL 14 `= ANY` searches the array element by element, for every row: the
+    // keyed SELECTs would take hours; the chain SELECTs do not.
+    let hashes_arrays: bool = exported.get(1);
+    if !hashes_arrays {
+        tracing::info!(
+            "the source is older than PostgreSQL 14: references are checked by their chain"
+        );
+    }
     let checks = async {
         let schema = checked_schema(
             &coordinator,
@@ -450,6 +463,7 @@ async fn prepare(job: &Job<'_>) -> Result<Ready> {
         plan,
         target,
         jobs,
+        hashes_arrays,
     })
 }
 
@@ -465,6 +479,7 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
         plan,
         mut target,
         jobs: early,
+        hashes_arrays,
     } = tokio::select! {
         ready = prepare(job) => ready?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
@@ -487,7 +502,7 @@ pub async fn run(job: &Job<'_>, cancel: &Cancel) -> Result<Report> {
     let mut timings = Timings::default();
     let mut jobs = Vec::new();
     let loaded = tokio::select! {
-        loaded = load(job, &plan, &coordinator, early, &mut timings, &mut jobs) => loaded,
+        loaded = load(job, &plan, &coordinator, early, hashes_arrays, &mut timings, &mut jobs) => loaded,
         () = cancel.cancelled() => Err(Error::Interrupted),
     };
     let outcome = match loaded {
@@ -568,6 +583,7 @@ async fn load(
     plan: &Plan,
     coordinator: &tokio_postgres::Client,
     early: Jobs,
+    key_sets: bool,
     timings: &mut Timings,
     jobs: &mut Vec<target::Session>,
 ) -> Result<(Vec<TableReport>, usize)> {
@@ -586,7 +602,7 @@ async fn load(
         .batch_execute("COMMIT")
         .await
         .map_err(|e| Error::db("ending the source transaction", &e))?;
-    let schedule = Schedule::new(plan, &job.names.loading);
+    let schedule = Schedule::new(plan, &job.names.loading, key_sets);
     let bar = ops_common::progress::items(schedule.tasks(), "loading", job.log_format);
     let worked = futures_util::future::try_join_all(
         sessions
@@ -650,8 +666,8 @@ enum Keys {
     Pending,
     /// Read from the copy.
     Read(Arc<str>),
-    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], or no table still to copy reads
-    /// it: the tables still to copy check the reference by its chain.
+    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], no table still to copy reads it,
+    /// or the source cannot hash them: the tables still to copy check the reference by its chain.
     Unused,
 }
 
@@ -686,9 +702,22 @@ enum TaskKind {
 }
 
 impl<'p> Schedule<'p> {
-    fn new(plan: &'p Plan, loading: &'p str) -> Self {
-        let mut keys: Vec<(Keys, usize)> =
-            plan.key_sets.iter().map(|_| (Keys::Pending, 0)).collect();
+    /// The tasks of `plan`; without `key_sets`, every table is copied with its chain SELECT.
+    fn new(plan: &'p Plan, loading: &'p str, key_sets: bool) -> Self {
+        let mut keys: Vec<(Keys, usize)> = plan
+            .key_sets
+            .iter()
+            .map(|_| {
+                (
+                    if key_sets {
+                        Keys::Pending
+                    } else {
+                        Keys::Unused
+                    },
+                    0,
+                )
+            })
+            .collect();
         for table in &plan.tables {
             for &n in table.keyed.iter().flat_map(|k| &k.key_sets) {
                 keys[n].1 += 1;
@@ -803,9 +832,11 @@ impl<'p> Schedule<'p> {
         self.changed.notify_waiters();
     }
 
-    /// Whether some table still to copy reads key set `n`.
+    /// Whether key set `n` is to be read: some table still to copy reads it, and it is not
+    /// [`Keys::Unused`].
     fn wanted(&self, n: usize) -> bool {
-        self.lock().keys[n].1 > 0
+        let keys = &self.lock().keys[n];
+        keys.1 > 0 && matches!(keys.0, Keys::Pending)
     }
 
     /// Whether copies are left to hand out.
@@ -1021,9 +1052,9 @@ fn report(
     }
 }
 
-/// Streams one table from the source into a new table of the loading schema.
-/// With `keys`, the table's keyed SELECT, the key sets given to the source session for the time
-/// of the copy; without, its chain SELECT.
+/// Streams one table from the source into a new table of the loading schema, searching its rows
+/// for leaks on the way. With `keys`, the table's keyed SELECT, the key sets written into it;
+/// without, its chain SELECT.
 async fn copy_table(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
@@ -1151,7 +1182,7 @@ mod tests {
     #[test]
     fn copies_wait_for_the_tables_they_refer_to_and_read_their_keys() {
         let plan = plan();
-        let schedule = Schedule::new(&plan, "s");
+        let schedule = Schedule::new(&plan, "s", true);
         // messages and tags refer to requests: requests first, although it is the smaller.
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
         assert!(
@@ -1198,7 +1229,7 @@ mod tests {
     #[test]
     fn a_job_waiting_for_a_task_wakes_when_another_ends() {
         let plan = plan();
-        let schedule = Schedule::new(&plan, "s");
+        let schedule = Schedule::new(&plan, "s", true);
         let requests = next(&schedule).1;
         let runtime = ops_common::cli::runtime_current_thread();
         let (woken, ()) = runtime.block_on(async {
@@ -1217,9 +1248,21 @@ mod tests {
     }
 
     #[test]
+    fn without_key_sets_every_table_is_copied_by_its_chain() {
+        // A source older than PostgreSQL 14: no key set is read, none handed to a copy.
+        let plan = plan();
+        let schedule = Schedule::new(&plan, "s", false);
+        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
+        assert!(!schedule.wanted(0), "nothing reads the keys of requests");
+        schedule.finished(Task::Copy, table(&plan, "requests"), 1.0, vec![]);
+        assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
+        assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
+    }
+
+    #[test]
     fn a_table_with_too_many_keys_is_referred_to_by_its_chain() {
         let plan = plan();
-        let schedule = Schedule::new(&plan, "s");
+        let schedule = Schedule::new(&plan, "s", true);
         assert_eq!(next(&schedule).0, Task::Copy);
         schedule.finished(Task::Copy, table(&plan, "requests"), 1.0, vec![(0, None)]);
         // No keys: the copy runs the SELECT with the chain.
@@ -1233,7 +1276,7 @@ mod tests {
             skipped: Vec::new(),
             key_sets: Vec::new(),
         };
-        let schedule = Schedule::new(&plan, "s");
+        let schedule = Schedule::new(&plan, "s", true);
         assert_eq!(schedule.tasks(), 0);
         assert!(schedule.next().now_or_never().unwrap().is_none());
     }

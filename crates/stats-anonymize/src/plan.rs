@@ -233,7 +233,7 @@ impl TablePlan {
 }
 
 /// The keys of the rows of a table the rules copy, read from its copy once it is loaded (it holds
-/// exactly those rows) and given to the source sessions that copy the tables referring to it.
+/// exactly those rows) and written into the queries of the tables referring to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySet {
     /// The referred table.
@@ -477,9 +477,10 @@ pub fn copy_out(select: &str) -> String {
     format!("COPY ({select}) TO STDOUT (FORMAT binary)")
 }
 
-/// The most a run reads from a copy as one key set, in bytes of text: held by the run and by each
-/// source session using it. References to a larger copy are checked by their chain instead, so
-/// the run's memory stays bounded whatever the tables' size.
+/// The most a run reads from a copy as one key set, in bytes of text: held by the run, and again
+/// in the text of each query that reads it (and by the source session running that query, with
+/// its hash). References to a larger copy are checked by their chain instead, so the run's memory
+/// stays bounded whatever the tables' size.
 pub const MAX_KEY_BYTES: u64 = 64 << 20;
 
 /// The references that can read a key set, as (table, index in its `references`): those whose
@@ -530,6 +531,7 @@ impl Compared {
             });
         }
         let common = |sql_type: &str| match sql_type.split('(').next().unwrap_or(sql_type).trim() {
+            _ if sql_type.ends_with("[]") => None,
             "smallint" | "integer" | "bigint" => Some("bigint"),
             "text" | "character varying" => Some("text"),
             _ => None,
@@ -1271,6 +1273,7 @@ mod tests {
         assert_eq!(compared("numeric", "integer"), None);
         assert_eq!(compared("character(3)", "text"), None);
         assert_eq!(compared("uuid", "text"), None);
+        assert_eq!(compared("character varying(255)[]", "text"), None);
         let mut domain = column_of("integer");
         domain.builtin = false;
         assert!(Compared::new(&domain, &column_of("integer")).is_none());

@@ -84,6 +84,9 @@ pub fn compile_patterns(patterns: &[String]) -> Result<Option<RegexSet>, Vec<Str
         .map_err(|e| vec![format!("scan.patterns: {e}")])
 }
 
+/// The most sampled values searched with a DFA (about 10 MB of it for names and emails).
+const MAX_DFA_NEEDLES: usize = 5_000;
+
 /// What the scan looks for.
 pub struct Needles {
     email: Regex,
@@ -135,11 +138,14 @@ impl Needles {
         }
         let count = values.len();
         let samples = (!values.is_empty()).then(|| {
-            // A DFA: a few hundred needles make a small one, and it searches fastest. ASCII
-            // case-insensitive, so that ASCII text (most of it) need not be lower-cased first.
+            // A DFA searches fastest, and a few hundred needles make a small one; many thousands
+            // (a large `sample_size`) would take too much memory, and get the library's choice.
+            // ASCII case-insensitive, so that ASCII text (most of it) need not be lower-cased
+            // first.
+            let kind = (values.len() <= MAX_DFA_NEEDLES).then_some(AhoCorasickKind::DFA);
             let automaton = AhoCorasick::builder()
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
+                .kind(kind)
                 .ascii_case_insensitive(true)
                 .build(&values)
                 .expect("an automaton of a few thousand strings builds");

@@ -79,7 +79,7 @@ pub struct Schema {
 pub enum TypeKind {
     /// Text, JSON and the like: searched by the leak scan.
     Text,
-    /// `bytea`: searched as escaped text.
+    /// `bytea`: searched by the leak scan as its raw bytes, read as UTF-8 where they are.
     Bytes,
     /// `date` and timestamps: can be generalised.
     Date,
@@ -87,7 +87,7 @@ pub enum TypeKind {
     Bool,
     /// Integers: can hold a count.
     Integer,
-    /// Arrays: searched as text.
+    /// Arrays: the leak scan searches the elements of arrays of text (or `bytea`).
     Array,
     /// Anything else (numbers, network addresses, …).
     Other,
@@ -128,11 +128,6 @@ impl TypeKind {
         } else {
             Self::Other
         }
-    }
-
-    /// True when the leak scan searches columns of this kind.
-    pub fn scanned(self) -> bool {
-        matches!(self, Self::Text | Self::Bytes | Self::Array)
     }
 }
 

@@ -402,6 +402,10 @@ async fn try_exchange(
 ) -> std::result::Result<(), Failed> {
     let started = Instant::now();
     let tx = client.transaction().await?;
+    // Whatever the server's default: this commit is what makes the jobs' asynchronous commits,
+    // whose WAL comes before it, durable.
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await?;
     let mut tables = Vec::new();
     for schema in &exchange.lock {
         tables.extend(tables_of(&tx, schema).await?);

@@ -277,10 +277,10 @@ fn summary(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "copy {:.1} s; indexes {:.1} s and scan {:.1} s of the jobs' time, alongside; swap {:.1} s; {:.1} s in all",
+        "copy {:.1} s (leak scan {:.1} s of it); indexes {:.1} s of the jobs' time, alongside; swap {:.1} s; {:.1} s in all",
         report.copy_seconds,
-        report.index_seconds,
         report.scan_seconds,
+        report.index_seconds,
         report.swap_seconds,
         report.seconds
     );
