@@ -574,14 +574,8 @@ mod tests {
         out.extend_from_slice(b"ext!");
         for row in rows {
             out.extend_from_slice(&i16::try_from(row.len()).unwrap().to_be_bytes());
-            for field in row {
-                match field {
-                    Some(bytes) => {
-                        out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
-                        out.extend_from_slice(bytes);
-                    }
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                }
+            for value in row {
+                field(&mut out, value.as_deref());
             }
         }
         out.extend_from_slice(&(-1i16).to_be_bytes());
@@ -597,15 +591,20 @@ mod tests {
         out.extend_from_slice(&i32::try_from(elements.len()).unwrap().to_be_bytes());
         out.extend_from_slice(&1i32.to_be_bytes());
         for element in elements {
-            match element {
-                Some(bytes) => {
-                    out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
-                    out.extend_from_slice(bytes);
-                }
-                None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
+            field(&mut out, *element);
         }
         out
+    }
+
+    /// A field or an array element: its length (-1 for NULL), then its bytes.
+    fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        match value {
+            Some(bytes) => {
+                out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
     }
 
     fn text(s: &str) -> Vec<u8> {
