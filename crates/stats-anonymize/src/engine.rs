@@ -203,7 +203,7 @@ async fn target_session(job: &Job<'_>) -> Result<tokio_postgres::Client> {
 /// hundred times, once per table, index and `ANALYZE`.
 ///
 /// Its index builds take no parallel workers: the jobs already keep the cores busy, and a worker
-/// sorting half a table and merging with the leader only added work (the index builds took 10–25%
+/// sorting half a table and merging with the leader only added work (the index builds took 5–25%
 /// less time without).
 async fn job_target_session(job: &Job<'_>) -> Result<tokio_postgres::Client> {
     let client = target_session(job).await?;
