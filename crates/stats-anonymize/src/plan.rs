@@ -246,7 +246,7 @@ pub struct KeySet {
 
 impl KeySet {
     /// The name `--explain` gives key set number `n`, a psql variable.
-    pub fn variable(n: usize) -> String {
+    fn variable(n: usize) -> String {
         format!("keys_{n}")
     }
 
@@ -304,7 +304,7 @@ impl KeyedSelect {
     }
 
     /// The SELECT, with `keys(n)` (an SQL expression of key set `n` as text) in every slot.
-    pub fn select(&self, keys: impl Fn(usize) -> String) -> String {
+    fn select(&self, keys: impl Fn(usize) -> String) -> String {
         let mut out = self.pieces[0].clone();
         for ((n, sql_type), piece) in self.slots.iter().zip(&self.pieces[1..]) {
             let _ = write!(out, "{}::{sql_type}[]{piece}", keys(*n));
