@@ -171,17 +171,9 @@ impl WriteBackend for StoreBackend {
     ) -> RusticResult<()> {
         let key = key(tpe, id);
         self.may_write("put", &key)?;
-        let parts = content.into_vec();
-        let body = if parts.len() == 1 {
-            parts.into_iter().next().unwrap_or_default()
-        } else {
-            let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-            for part in &parts {
-                joined.extend_from_slice(part);
-            }
-            Bytes::from(joined)
-        };
-        self.block_on(self.store.put(&key, PutBody::Bytes(body)))
+        // A pack is one part per blob: passed on as parts, the local store writes them without
+        // gathering a pack-sized copy first.
+        self.block_on(self.store.put(&key, PutBody::Parts(content.into_vec())))
             .map(drop)
             .map_err(|e| backend_error("put", &key, e))
     }

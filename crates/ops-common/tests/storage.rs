@@ -163,6 +163,18 @@ async fn round_trip(backend: &dyn Backend) {
     assert_eq!(store.head("files/empty").await.unwrap().size, 0);
     assert!(store.get_bytes("files/empty").await.unwrap().is_empty());
 
+    // Pieces are stored one after the other: small ones, an empty one, one larger than the local
+    // store's write buffer.
+    let parts = [0..10, 10..10, 10..90_000, 90_000..100_000]
+        .map(|range| Bytes::copy_from_slice(&content[range]))
+        .to_vec();
+    let receipt = store
+        .put("files/parts", PutBody::Parts(parts))
+        .await
+        .unwrap();
+    assert_eq!(receipt.size, 100_000);
+    assert_eq!(store.get_bytes("files/parts").await.unwrap(), content);
+
     // Missing objects are "not found", never anything else.
     for err in [
         store.get_bytes("files/missing").await.unwrap_err(),
@@ -290,6 +302,21 @@ async fn multipart(backend: &dyn Backend) {
         content
     );
     assert_eq!(store.head("big/bytes").await.unwrap().size, 13 << 20);
+
+    // Parts, gathered, go above the multipart threshold like any body.
+    let halves = content.split_at(5 << 20);
+    let parts = vec![
+        Bytes::copy_from_slice(halves.0),
+        Bytes::copy_from_slice(halves.1),
+    ];
+    store.put("big/parts", PutBody::Parts(parts)).await.unwrap();
+    assert_eq!(
+        store
+            .get_verified("big/parts", &Sha256Digest::of(&content))
+            .await
+            .unwrap(),
+        content
+    );
 
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), &content).unwrap();

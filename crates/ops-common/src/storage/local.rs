@@ -163,6 +163,14 @@ impl ObjectStore for LocalStore {
                 })
                 .await
             }
+            PutBody::Parts(parts) => {
+                self.blocking("put", key, move || {
+                    Self::put_from(&root, &target, |sink| {
+                        parts.iter().try_for_each(|p| sink(p))
+                    })
+                })
+                .await
+            }
             PutBody::File(path) => {
                 self.blocking("put", key, move || {
                     let mut file = std::fs::File::open(&path)

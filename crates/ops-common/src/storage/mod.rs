@@ -109,6 +109,9 @@ pub struct ObjectMeta {
 pub enum PutBody {
     /// Bytes in memory.
     Bytes(Bytes),
+    /// Pieces in memory, stored one after the other. The local store writes them as they are; S3
+    /// gathers them into one body first (its single puts want one).
+    Parts(Vec<Bytes>),
     /// A file, read when uploading (and re-read on retries).
     File(PathBuf),
     /// A stream of unknown length, read once. Large streams are uploaded in parts; an error from the
@@ -120,6 +123,12 @@ impl fmt::Debug for PutBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Self::Parts(parts) => write!(
+                f,
+                "Parts({} parts, {} bytes)",
+                parts.len(),
+                parts.iter().map(Bytes::len).sum::<usize>()
+            ),
             Self::File(p) => write!(f, "File({})", p.display()),
             Self::Stream(_) => f.write_str("Stream"),
         }

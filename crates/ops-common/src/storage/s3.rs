@@ -79,6 +79,18 @@ where
     }
 }
 
+/// `parts` one after the other, in one buffer (a single part as it is).
+fn joined(parts: Vec<Bytes>) -> Bytes {
+    if let [single] = parts.as_slice() {
+        return single.clone();
+    }
+    let mut whole = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+    for part in &parts {
+        whole.extend_from_slice(part);
+    }
+    Bytes::from(whole)
+}
+
 fn md5_base64(data: &[u8]) -> (String, String) {
     let digest = Md5::digest(data);
     (
@@ -236,6 +248,16 @@ impl S3Store {
             kind: StorageErrorKind::Permanent,
             message,
         }
+    }
+
+    /// Bytes in memory: one put, or a multipart upload above the threshold.
+    async fn put_bytes(&self, key: &str, data: Bytes) -> Result<PutReceipt> {
+        if data.len() as u64 <= self.options.multipart_threshold {
+            return self.put_single(key, data).await;
+        }
+        let sha = Sha256Digest::of(&data);
+        self.put_multipart(key, PartSource::Bytes(data, 0), Some(sha))
+            .await
     }
 
     async fn put_single(&self, key: &str, data: Bytes) -> Result<PutReceipt> {
@@ -410,14 +432,8 @@ impl ObjectStore for S3Store {
         validate_key(key).map_err(|m| self.key_error("put", key, m))?;
         let threshold = self.options.multipart_threshold;
         match body {
-            PutBody::Bytes(data) if data.len() as u64 <= threshold => {
-                self.put_single(key, data).await
-            }
-            PutBody::Bytes(data) => {
-                let sha = Sha256Digest::of(&data);
-                self.put_multipart(key, PartSource::Bytes(data, 0), Some(sha))
-                    .await
-            }
+            PutBody::Bytes(data) => self.put_bytes(key, data).await,
+            PutBody::Parts(parts) => self.put_bytes(key, joined(parts)).await,
             PutBody::File(path) => {
                 let io_error = |e: std::io::Error| Error::io(&path, e);
                 let size = tokio::fs::metadata(&path).await.map_err(io_error)?.len();
