@@ -258,7 +258,7 @@ where
                 .as_ref()
                 .expect("not started")
                 .rx
-                .recv_timeout(std::time::Duration::from_micros(100))
+                .recv_timeout(std::time::Duration::from_millis(20))
             {
                 Ok((item_i, item)) => {
                     if item_i == self.next_rx_i {

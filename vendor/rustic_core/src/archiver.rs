@@ -193,7 +193,6 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
             )
             // archive files in parallel
             .parallel_map_scoped(s, |item| self.file_archiver.process(item, p))
-            .readahead_scoped(s)
             .filter_map(|item| match item {
                 Ok(item) => Some(item),
                 Err(err) => {

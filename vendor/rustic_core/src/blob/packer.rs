@@ -247,7 +247,7 @@ impl<BE: DecryptWriteBackend> Packer<BE> {
             pack_sizer,
         )));
 
-        let (tx, rx) = bounded(0);
+        let (tx, rx) = bounded(16);
         let (finish_tx, finish_rx) = bounded::<RusticResult<PackerStats>>(0);
         let packer = Self {
             raw_packer: raw_packer.clone(),
@@ -260,16 +260,13 @@ impl<BE: DecryptWriteBackend> Packer<BE> {
             scope(|scope| {
                 let status = rx
                     .into_iter()
-                    .readahead_scoped(scope)
                     // early check if id is already contained
                     .filter(|(_, id)| !indexer.read().unwrap().has(id))
                     .filter(|(_, id)| !raw_packer.read().unwrap().has(id))
-                    .readahead_scoped(scope)
                     .parallel_map_scoped(scope, |(data, id): (Bytes, BlobId)| {
                         let (data, data_len, uncompressed_length) = be.process_data(&data)?;
                         Ok((data, id, u64::from(data_len), uncompressed_length))
                     })
-                    .readahead_scoped(scope)
                     // check again if id is already contained
                     // TODO: We may still save duplicate blobs - the indexer is only updated when the packfile write has completed
                     .filter(|res| {
