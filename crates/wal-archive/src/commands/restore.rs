@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::io::Read as _;
 use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -298,18 +298,10 @@ async fn restore_files(
     let mut files = Vec::with_capacity(manifest.files.len());
     let mut positions: HashMap<Sha256Digest, Vec<(usize, u64)>> = HashMap::new();
     for (index, entry) in manifest.files.iter().enumerate() {
-        let path = pgdata.join(&entry.path);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        file.set_len(entry.size).map_err(|e| Error::io(&path, e))?;
-        file.set_permissions(std::fs::Permissions::from_mode(entry.mode))
-            .map_err(|e| Error::io(&path, e))?;
         files.push(Target {
-            file,
-            path,
+            file: OnceLock::new(),
+            path: pgdata.join(&entry.path),
+            mode: entry.mode,
             size: entry.size,
             written: AtomicU64::new(0),
         });
@@ -355,21 +347,17 @@ async fn restore_files(
                             .map_err(|e| Error::Integrity(format!("{describe}: {e}")))?;
                         for (index, offset) in &places {
                             let target = &files[*index];
-                            target
-                                .file
-                                .write_all_at(data, *offset)
+                            let file = target.file()?;
+                            file.write_all_at(data, *offset)
                                 .map_err(|e| Error::io(&describe, e))?;
-                            start_writeback(&target.file, *offset, data.len());
+                            start_writeback(file, *offset, data.len());
                             let before = target
                                 .written
                                 .fetch_add(data.len() as u64, Ordering::Relaxed);
                             // Its last chunk: flush it now, while the others are being written,
                             // rather than all 1.4 GB at the end (as pgBackRest does too).
                             if before + data.len() as u64 == target.size {
-                                target
-                                    .file
-                                    .sync_all()
-                                    .map_err(|e| Error::io(&target.path, e))?;
+                                file.sync_all().map_err(|e| Error::io(&target.path, e))?;
                             }
                         }
                         Ok(data.len() as u64 * places.len() as u64)
@@ -407,10 +395,34 @@ fn start_writeback(file: &std::fs::File, offset: u64, len: usize) {
 
 /// A file being restored, and how many of its bytes have been written.
 struct Target {
-    file: std::fs::File,
+    /// Created by the first worker that writes into it (see [`Target::file`]).
+    file: OnceLock<std::io::Result<std::fs::File>>,
     path: PathBuf,
+    mode: u32,
     size: u64,
     written: AtomicU64,
+}
+
+impl Target {
+    /// The file, created at its full size on first use. Creating the thousand files of a data
+    /// directory one after the other before writing any took 0.7 s of a 3 s restore on the
+    /// benchmark's disk: for a new directory, ext4 first reads inode tables and bitmaps from the
+    /// disk, one block at a time. Created by the workers as they reach them, those reads overlap
+    /// the writing of other files. Another worker that needs the file meanwhile waits for it.
+    fn file(&self) -> Result<&std::fs::File> {
+        let created = self.file.get_or_init(|| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&self.path)?;
+            file.set_len(self.size)?;
+            file.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
+            Ok(file)
+        });
+        created
+            .as_ref()
+            .map_err(|e| Error::io(&self.path, std::io::Error::new(e.kind(), e.to_string())))
+    }
 }
 
 /// Checks that every file received all its bytes, and makes the rest durable. Every chunk was
@@ -429,7 +441,7 @@ fn verify_files(pgdata: &Path, manifest: &Manifest, files: &[Target]) -> Result<
         }
         if target.size == 0 {
             target
-                .file
+                .file()?
                 .sync_all()
                 .map_err(|e| Error::io(&target.path, e))?;
         }
