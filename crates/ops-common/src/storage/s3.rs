@@ -80,12 +80,12 @@ where
 }
 
 /// `parts` one after the other, in one buffer (a single part as it is).
-fn joined(parts: Vec<Bytes>) -> Bytes {
-    if let [single] = parts.as_slice() {
+fn joined(parts: &[Bytes]) -> Bytes {
+    if let [single] = parts {
         return single.clone();
     }
     let mut whole = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-    for part in &parts {
+    for part in parts {
         whole.extend_from_slice(part);
     }
     Bytes::from(whole)
@@ -433,7 +433,7 @@ impl ObjectStore for S3Store {
         let threshold = self.options.multipart_threshold;
         match body {
             PutBody::Bytes(data) => self.put_bytes(key, data).await,
-            PutBody::Parts(parts) => self.put_bytes(key, joined(parts)).await,
+            PutBody::Parts(parts) => self.put_bytes(key, joined(&parts)).await,
             PutBody::File(path) => {
                 let io_error = |e: std::io::Error| Error::io(&path, e);
                 let size = tokio::fs::metadata(&path).await.map_err(io_error)?.len();
