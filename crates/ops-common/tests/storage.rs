@@ -290,33 +290,26 @@ async fn pagination(backend: &dyn Backend) {
 async fn multipart(backend: &dyn Backend) {
     let store = backend.store(small_parts());
     let content = data(13 << 20, 3);
-    store
-        .put("big/bytes", PutBody::from(content.clone()))
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get_verified("big/bytes", &Sha256Digest::of(&content))
-            .await
-            .unwrap(),
-        content
-    );
-    assert_eq!(store.head("big/bytes").await.unwrap().size, 13 << 20);
-
-    // Parts, gathered, go above the multipart threshold like any body.
+    // Parts are gathered, then go above the multipart threshold like any body.
     let halves = content.split_at(5 << 20);
     let parts = vec![
         Bytes::copy_from_slice(halves.0),
         Bytes::copy_from_slice(halves.1),
     ];
-    store.put("big/parts", PutBody::Parts(parts)).await.unwrap();
-    assert_eq!(
-        store
-            .get_verified("big/parts", &Sha256Digest::of(&content))
-            .await
-            .unwrap(),
-        content
-    );
+    for (key, body) in [
+        ("big/bytes", PutBody::from(content.clone())),
+        ("big/parts", PutBody::Parts(parts)),
+    ] {
+        store.put(key, body).await.unwrap();
+        assert_eq!(
+            store
+                .get_verified(key, &Sha256Digest::of(&content))
+                .await
+                .unwrap(),
+            content
+        );
+        assert_eq!(store.head(key).await.unwrap().size, 13 << 20);
+    }
 
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), &content).unwrap();
