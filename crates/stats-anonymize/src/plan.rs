@@ -30,9 +30,10 @@
 //! once a referred table is loaded, its copy holds exactly "the keys of the rows the rules copy", so
 //! the run reads them there ([`KeySet`]), and the table that refers to it is copied with
 //! [`KeyedSelect`], which checks the reference against that list, written into its query as a
-//! constant array, instead of evaluating the chain again. In Alaveteli's rules every table refers to `info_requests`, and
-//! `request_classifications` to events, whose own chain is four tables long: the chain was most of
-//! the copy's time. Rows are still filtered on the source; only keys travel back to it.
+//! constant array, instead of evaluating the chain again. In Alaveteli's rules every table refers
+//! to `info_requests`, and `request_classifications` to events, whose own chain is four tables
+//! long: the chain was most of the copy's time. Rows are still filtered on the source; only keys
+//! travel back to it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -263,8 +264,9 @@ impl KeySet {
 }
 
 /// A table's SELECT for a run: each reference to a table loaded before it is checked against that
-/// table's [`KeySet`], written into the query as an array constant (`"t"."p_id" = ANY('{…}'::integer[])`,
-/// in a `CASE` that keeps the planner from estimating it key by key).
+/// table's [`KeySet`], written into the query as an array constant
+/// (`"t"."p_id" = ANY('{…}'::integer[])`, in a `CASE` that keeps the planner from estimating it
+/// key by key).
 /// PostgreSQL (14 and later) hashes the elements of a constant array once per query and probes
 /// that for every row: no join, no `DISTINCT`, no session setting to parse and unnest, which took
 /// a third of the time of a copy of events. Column and keys are compared in one type (the
