@@ -32,11 +32,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pg::{self, ident, literal, qualified};
-use crate::plan::{self, KeySet, Plan, RECOUNT_STAGING, TablePlan};
+use crate::plan::{self, Plan, RECOUNT_STAGING, TablePlan};
 use crate::pseudonym::{self, PaddedKeys};
 use crate::rules::{Problems, Rules};
 use crate::scan::{self, Needles};
 use crate::schema::{self, Schema};
+use crate::stream::{self, KeyText};
 use crate::target::{self, Mark, Names};
 
 /// What a run needs.
@@ -648,7 +649,7 @@ async fn load(
 /// One piece of a run's work on one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
-    /// Copy it; ready once the tables it refers to are loaded (their keys are read from the copy).
+    /// Copy it; ready once the tables it refers to are loaded (their keys collected from the copy).
     Copy,
     /// Fill its counter caches; ready once it and the tables it counts are loaded. One at a
     /// time: two recounts rebuilding tables that count each other's rows would deadlock.
@@ -664,7 +665,7 @@ enum Task {
 enum Keys {
     /// Its table is not loaded yet.
     Pending,
-    /// Read from the copy.
+    /// Collected from the copy.
     Read(Arc<str>),
     /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], no table still to copy reads it,
     /// or the source cannot hash them: the tables still to copy check the reference by its chain.
@@ -792,7 +793,7 @@ impl<'p> Schedule<'p> {
         }
     }
 
-    /// Records the end of a task, which took `seconds`; a copy brings the key sets read from it.
+    /// Records the end of a task, which took `seconds`; a copy brings the key sets collected from it.
     fn finished(
         &self,
         task: Task,
@@ -832,7 +833,7 @@ impl<'p> Schedule<'p> {
         self.changed.notify_waiters();
     }
 
-    /// Whether key set `n` is to be read: some table still to copy reads it, and it is not
+    /// Whether key set `n` is to be collected: some table still to copy reads it, and it is not
     /// [`Keys::Unused`].
     fn wanted(&self, n: usize) -> bool {
         let keys = &self.lock().keys[n];
@@ -961,8 +962,25 @@ async fn work(
                 let source = source
                     .as_ref()
                     .expect("a job keeps its source session while copies are left to hand out");
-                let (report, found, scanning) =
-                    copy_table(source, &target, table, &keys, loading, needles).await?;
+                // The key sets still wanted are collected from the stream.
+                let collect: Vec<(usize, KeyText)> = schedule
+                    .plan
+                    .key_sets
+                    .iter()
+                    .enumerate()
+                    .filter(|(n, set)| set.table == table.name && schedule.wanted(*n))
+                    .filter_map(|(n, set)| {
+                        let column = table.columns.iter().position(|c| c.name == set.column)?;
+                        Some((n, KeyText::new(column, set.kind)))
+                    })
+                    .collect();
+                let Copied {
+                    report,
+                    leaks: found,
+                    scanning,
+                    keys: collected,
+                } = copy_table(source, &target, table, &keys, collect, loading, needles).await?;
+                read = collected;
                 leaks.extend(found);
                 schedule.lock().scan_seconds += scanning;
                 tracing::info!(
@@ -974,11 +992,6 @@ async fn work(
                     "copied"
                 );
                 drop(keys);
-                for (n, set) in schedule.plan.key_sets.iter().enumerate() {
-                    if set.table == table.name && schedule.wanted(n) {
-                        read.push((n, read_keys(&target, set, loading).await?));
-                    }
-                }
                 tables.push(report);
             }
             Task::Recount => {
@@ -1013,19 +1026,6 @@ async fn work(
     }
 }
 
-/// The keys of `set`, read from its table's copy; `None` past [`crate::plan::MAX_KEY_BYTES`].
-async fn read_keys(
-    target: &tokio_postgres::Client,
-    set: &KeySet,
-    loading: &str,
-) -> Result<Option<String>> {
-    let row = target
-        .query_one(&set.read(loading), &[])
-        .await
-        .map_err(|e| Error::db(format!("reading the keys of {}", set.table), &e))?;
-    Ok(row.get(0))
-}
-
 fn report(
     job: &Job<'_>,
     plan: &Plan,
@@ -1052,17 +1052,29 @@ fn report(
     }
 }
 
+/// What a copy brings besides the rows it loaded.
+struct Copied {
+    report: TableReport,
+    /// What the leak scan found in its rows.
+    leaks: Vec<scan::Leak>,
+    /// Seconds spent reading its rows on their way (the leak scan and the key sets).
+    scanning: f64,
+    /// The key sets collected from it, by number; `None` past [`plan::MAX_KEY_BYTES`].
+    keys: Vec<(usize, Option<String>)>,
+}
+
 /// Streams one table from the source into a new table of the loading schema, searching its rows
-/// for leaks on the way. With `keys`, the table's keyed SELECT, the key sets written into it;
-/// without, its chain SELECT.
+/// for leaks and collecting the key sets `collect` asks for on the way. With `keys`, the table's
+/// keyed SELECT, the key sets written into it; without, its chain SELECT.
 async fn copy_table(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
     table: &TablePlan,
     keys: &[(usize, Arc<str>)],
+    mut collect: Vec<(usize, KeyText)>,
     loading: &str,
     needles: &Needles,
-) -> Result<(TableReport, Vec<scan::Leak>, f64)> {
+) -> Result<Copied> {
     let started = Instant::now();
     let into =
         |e: tokio_postgres::Error| Error::db(format!("loading {} into the target", table.name), &e);
@@ -1084,34 +1096,51 @@ async fn copy_table(
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(stream);
     let mut scan = scan::StreamScan::new(table, needles);
+    let mut rows =
+        (scan.is_some() || !collect.is_empty()).then(|| stream::CopyRows::new(table.columns.len()));
     let unreadable = |message| Error::Database {
-        context: format!("leak scan of {}", table.name),
+        context: format!("reading the rows of {}", table.name),
         message,
     };
+    let mut on_row = |row: &[u8]| {
+        if let Some(scan) = &mut scan {
+            scan.row(row)?;
+        }
+        for (_, keys) in &mut collect {
+            keys.row(row)?;
+        }
+        Ok(())
+    };
     let mut bytes = 0u64;
+    let mut scanning = Duration::ZERO;
     while let Some(chunk) = stream.try_next().await.map_err(from)? {
         bytes += chunk.len() as u64;
-        if let Some(scan) = &mut scan {
-            scan.push(&chunk).map_err(unreadable)?;
+        if let Some(rows) = &mut rows {
+            let read = Instant::now();
+            rows.push(&chunk, &mut on_row).map_err(unreadable)?;
+            scanning += read.elapsed();
         }
         sink.feed(chunk).await.map_err(into)?;
     }
-    let rows = sink.as_mut().finish().await.map_err(into)?;
+    let loaded = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
-    let (leaks, scanning) = match scan {
-        Some(scan) => {
-            let spent = scan.spent.as_secs_f64();
-            (scan.finish().map_err(unreadable)?, spent)
-        }
-        None => (Vec::new(), 0.0),
-    };
-    let report = TableReport {
-        table: table.name.clone(),
-        rows,
-        bytes: Some(bytes),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((report, leaks, scanning))
+    if let Some(rows) = &rows {
+        rows.finish().map_err(unreadable)?;
+    }
+    Ok(Copied {
+        report: TableReport {
+            table: table.name.clone(),
+            rows: loaded,
+            bytes: Some(bytes),
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        leaks: scan.map(scan::StreamScan::finish).unwrap_or_default(),
+        scanning: scanning.as_secs_f64(),
+        keys: collect
+            .into_iter()
+            .map(|(n, keys)| (n, keys.finish()))
+            .collect(),
+    })
 }
 
 /// `--dry-run`: the number of rows each table's query selects, in the snapshot.

@@ -24,6 +24,7 @@ pub mod rules;
 pub mod scan;
 pub mod schema;
 pub mod settings;
+pub mod stream;
 pub mod target;
 
 pub use cli::Cli;

@@ -27,8 +27,8 @@
 //! never aliases.
 //!
 //! That chain is what `check`, `--explain` and `--dry-run` plan and count. A run does less work:
-//! once a referred table is loaded, its copy holds exactly "the keys of the rows the rules copy", so
-//! the run reads them there ([`KeySet`]), and the table that refers to it is copied with
+//! a referred table's copy holds exactly "the keys of the rows the rules copy", so the run collects
+//! them from the copy's stream as it loads ([`KeySet`]), and the table that refers to it is copied with
 //! [`KeyedSelect`], which checks the reference against that list, written into its query as a
 //! constant array, instead of evaluating the chain again. In Alaveteli's rules every table refers
 //! to `info_requests`, and `request_classifications` to events, whose own chain is four tables
@@ -233,8 +233,9 @@ impl TablePlan {
     }
 }
 
-/// The keys of the rows of a table the rules copy, read from its copy once it is loaded (it holds
-/// exactly those rows) and written into the queries of the tables referring to it.
+/// The keys of the rows of a table the rules copy, collected from its copy's stream as it is
+/// loaded (it holds exactly those rows; [`crate::stream::KeyText`]) and written into the queries
+/// of the tables referring to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySet {
     /// The referred table.
@@ -243,6 +244,8 @@ pub struct KeySet {
     pub column: String,
     /// The key's type.
     pub sql_type: String,
+    /// How the key's values are read from the stream.
+    pub kind: KeyKind,
 }
 
 impl KeySet {
@@ -251,15 +254,41 @@ impl KeySet {
         format!("keys_{n}")
     }
 
-    /// The query on the target that reads the keys, as an array literal; NULL when they would
-    /// take more than [`MAX_KEY_BYTES`] (the array is then not even built).
-    pub fn read(&self, schema: &str) -> String {
+    /// A query on the target that gives the key set as the run collects it, for `--explain`.
+    fn explained(&self, schema: &str) -> String {
         let column = ident(&self.column);
-        let table = qualified(schema, &self.table);
         format!(
-            "SELECT CASE WHEN (SELECT coalesce(sum(octet_length({column}::text) + 1), 0) FROM {table}) > {MAX_KEY_BYTES} THEN NULL \
-             ELSE (SELECT coalesce(array_agg({column}) FILTER (WHERE {column} IS NOT NULL), '{{}}')::text FROM {table}) END"
+            "SELECT array_agg({column}) FILTER (WHERE {column} IS NOT NULL)::text FROM {}",
+            qualified(schema, &self.table)
         )
+    }
+}
+
+/// The types of the keys that make key sets: those whose value in the binary stream gives their
+/// exact text, whatever the server's settings (the text of dates, times, intervals, floats and
+/// money depends on `DateStyle`, `IntervalStyle`, `extra_float_digits`, `lc_monetary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `smallint`, `integer`, `bigint`.
+    Integer,
+    /// `text`, `character varying`, `character`.
+    Text,
+    /// `uuid`.
+    Uuid,
+}
+
+impl KeyKind {
+    /// The kind of a key of `sql_type` (as `format_type` writes it), if it can make a key set.
+    fn of(sql_type: &str) -> Option<Self> {
+        if sql_type.ends_with("[]") {
+            return None;
+        }
+        match sql_type.split('(').next().unwrap_or(sql_type).trim() {
+            "smallint" | "integer" | "bigint" => Some(Self::Integer),
+            "text" | "character varying" | "character" => Some(Self::Text),
+            "uuid" => Some(Self::Uuid),
+            _ => None,
+        }
     }
 }
 
@@ -433,13 +462,17 @@ impl Plan {
                         .iter()
                         .map(|&n| {
                             let set = &self.key_sets[n];
-                            format!("--   :'{}' = {};", KeySet::variable(n), set.read(loading))
+                            format!(
+                                "--   :'{}' = {};",
+                                KeySet::variable(n),
+                                set.explained(loading)
+                            )
                         })
                         .collect();
                     let _ = writeln!(
                         out,
                         "-- on the source, once the tables it refers to are loaded, with the keys of their copies\n\
-                         -- written into the query as constants, read on the target:\n{}\n{};",
+                         -- written into the query as constants (collected from the copies' streams; on the target:)\n{}\n{};",
                         sets.join("\n"),
                         copy_out(&keyed.explained())
                     );
@@ -483,11 +516,11 @@ pub fn copy_out(select: &str) -> String {
 /// in the text of each query that reads it (and by the source session running that query, with
 /// its hash). References to a larger copy are checked by their chain instead, so the run's memory
 /// stays bounded whatever the tables' size.
-pub const MAX_KEY_BYTES: u64 = 64 << 20;
+pub const MAX_KEY_BYTES: usize = 64 << 20;
 
 /// The references that can read a key set, as (table, index in its `references`): those whose
 /// referred table keeps the key as it is, so that its copy holds the source's values, in a type
-/// whose text form reads back as the same value on any server. (The rules refuse references that
+/// that makes key sets ([`KeyKind`]). (The rules refuse references that
 /// form a cycle, so the tables referred to can always be loaded first.)
 fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeMap<(String, usize), Compared> {
     let mut keyed = BTreeMap::new();
@@ -501,7 +534,7 @@ fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeMap<(String, usize),
                 .tables
                 .get(&r.table)
                 .and_then(|t| t.column(&r.key))
-                .filter(|c| c.builtin && exact_text(&c.sql_type));
+                .filter(|c| c.builtin);
             let column = schema.tables.get(name).and_then(|t| t.column(&r.column));
             if let (true, Some(key), Some(column)) = (kept, key, column)
                 && let Some(compared) = Compared::new(column, key)
@@ -518,17 +551,22 @@ fn keyed_references(rules: &Rules, schema: &Schema) -> BTreeMap<(String, usize),
 struct Compared {
     /// The key's type.
     key_type: String,
+    /// How its values are read from the stream.
+    kind: KeyKind,
     /// The type both are cast to, when the column's is not the key's.
     cast: Option<String>,
 }
 
 impl Compared {
-    /// `None` when the two types have no common type that holds every value of both.
+    /// `None` when the key cannot make a key set ([`KeyKind`]), or the two types have no common
+    /// type that holds every value of both.
     fn new(column: &Column, key: &Column) -> Option<Self> {
         let key_type = key.sql_type.clone();
+        let kind = KeyKind::of(&key_type)?;
         if column.builtin && column.sql_type == key.sql_type {
             return Some(Self {
                 key_type,
+                kind,
                 cast: None,
             });
         }
@@ -545,30 +583,12 @@ impl Compared {
         ) {
             (true, Some(a), Some(b)) if a == b => Some(Self {
                 key_type,
+                kind,
                 cast: Some(a.to_owned()),
             }),
             _ => None,
         }
     }
-}
-
-/// Whether values of `sql_type` (as `format_type` writes it) survive a trip through their text
-/// form between two servers: the text of dates, times, intervals, floats and money depends on
-/// session settings (`DateStyle`, `IntervalStyle`, `extra_float_digits`, `lc_monetary`).
-fn exact_text(sql_type: &str) -> bool {
-    let base = sql_type.split('(').next().unwrap_or(sql_type).trim();
-    !sql_type.ends_with("[]")
-        && matches!(
-            base,
-            "smallint"
-                | "integer"
-                | "bigint"
-                | "numeric"
-                | "text"
-                | "character varying"
-                | "character"
-                | "uuid"
-        )
 }
 
 /// The name a table with counter caches is rebuilt under (one at a time) before it takes the
@@ -800,6 +820,7 @@ impl Keys<'_> {
             table: r.table.clone(),
             column: r.key.clone(),
             sql_type: compared.key_type.clone(),
+            kind: compared.kind,
         };
         let n = self
             .key_sets
@@ -1211,6 +1232,7 @@ mod tests {
                 table: "requests".to_owned(),
                 column: "id".to_owned(),
                 sql_type: "integer".to_owned(),
+                kind: KeyKind::Integer,
             }]
         );
         let messages = table(&plan, "messages");
@@ -1243,13 +1265,12 @@ mod tests {
         assert_eq!(plan.needs(requests).count(), 0);
         assert_eq!(plan.needs(messages).collect::<Vec<_>>(), ["requests"]);
         assert_eq!(
-            plan.key_sets[0].read("s"),
-            "SELECT CASE WHEN (SELECT coalesce(sum(octet_length(\"id\"::text) + 1), 0) FROM \"s\".\"requests\") > 67108864 THEN NULL \
-             ELSE (SELECT coalesce(array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"s\".\"requests\") END"
+            plan.key_sets[0].explained("s"),
+            "SELECT array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL)::text FROM \"s\".\"requests\""
         );
         let text = plan.explain("public", "stats__loading");
         assert!(text.contains(&copy_out(&keyed.explained())));
-        assert!(text.contains("--   :'keys_0' = SELECT CASE WHEN"));
+        assert!(text.contains("--   :'keys_0' = SELECT array_agg("));
     }
 
     #[test]
@@ -1261,10 +1282,9 @@ mod tests {
         let same = |t: &str| Some((t.to_owned(), None));
         let cast = |key: &str, common: &str| Some((key.to_owned(), Some(common.to_owned())));
         assert_eq!(compared("integer", "integer"), same("integer"));
-        assert_eq!(
-            compared("numeric(10,2)", "numeric(10,2)"),
-            same("numeric(10,2)")
-        );
+        assert_eq!(compared("uuid", "uuid"), same("uuid"));
+        // Not a key set's type.
+        assert_eq!(compared("numeric(10,2)", "numeric(10,2)"), None);
         assert_eq!(compared("bigint", "integer"), cast("integer", "bigint"));
         assert_eq!(compared("integer", "bigint"), cast("bigint", "bigint"));
         assert_eq!(
@@ -1329,27 +1349,28 @@ mod tests {
 
     #[test]
     fn only_keys_whose_text_is_exact_make_key_sets() {
-        for exact in [
-            "integer",
-            "bigint",
-            "character varying(255)",
-            "character(3)",
-            "text",
-            "uuid",
-            "numeric(10,2)",
+        for (sql_type, kind) in [
+            ("integer", KeyKind::Integer),
+            ("bigint", KeyKind::Integer),
+            ("smallint", KeyKind::Integer),
+            ("character varying(255)", KeyKind::Text),
+            ("character(3)", KeyKind::Text),
+            ("text", KeyKind::Text),
+            ("uuid", KeyKind::Uuid),
         ] {
-            assert!(exact_text(exact), "{exact}");
+            assert_eq!(KeyKind::of(sql_type), Some(kind), "{sql_type}");
         }
-        for inexact in [
+        for other in [
             "timestamp without time zone",
             "date",
             "double precision",
             "money",
             "interval",
+            "numeric(10,2)",
             "integer[]",
             "character varying[]",
         ] {
-            assert!(!exact_text(inexact), "{inexact}");
+            assert_eq!(KeyKind::of(other), None, "{other}");
         }
     }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::pg::{ident, qualified};
 use crate::plan::{ScanAs, TablePlan};
 use crate::rules::{ColumnRef, Rules};
+use crate::stream::{fields, i32_at};
 
 /// An email address: a local part, `@`, a domain with a dot and a top-level name of letters.
 pub const EMAIL: &str = r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}";
@@ -263,11 +264,6 @@ pub struct StreamScan<'a> {
     columns: Vec<Option<Searched<'a>>>,
     /// Per column: what was found.
     hits: Vec<BTreeSet<Hit>>,
-    /// The bytes of a header or row whose end has not arrived yet.
-    pending: Vec<u8>,
-    state: State,
-    /// Time spent searching.
-    pub spent: std::time::Duration,
 }
 
 /// A searched column.
@@ -276,22 +272,6 @@ struct Searched<'a> {
     how: ScanAs,
     emails: bool,
     samples: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Header,
-    Rows,
-    Done,
-}
-
-/// The signature that starts a binary `COPY` stream.
-const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
-/// Reads a big-endian `i32` at `at`, if the bytes are there.
-fn i32_at(data: &[u8], at: usize) -> Option<i32> {
-    let bytes = data.get(at..at.checked_add(4)?)?;
-    Some(i32::from_be_bytes(bytes.try_into().expect("4 bytes")))
 }
 
 impl<'a> StreamScan<'a> {
@@ -318,43 +298,12 @@ impl<'a> StreamScan<'a> {
             table: &table.name,
             hits: vec![BTreeSet::new(); columns.len()],
             columns,
-            pending: Vec::new(),
-            state: State::Header,
-            spent: std::time::Duration::ZERO,
         })
     }
 
-    /// Searches the rows `chunk` completes; keeps the start of an incomplete one for the next.
-    ///
-    /// # Errors
-    /// When the bytes are not the binary `COPY` format of the table's columns.
-    pub fn push(&mut self, chunk: &[u8]) -> std::result::Result<(), String> {
-        let started = std::time::Instant::now();
-        if self.pending.is_empty() {
-            // PostgreSQL sends whole rows, one per message: nothing is copied.
-            let used = self.search(chunk)?;
-            self.pending.extend_from_slice(&chunk[used..]);
-        } else {
-            let mut pending = std::mem::take(&mut self.pending);
-            pending.extend_from_slice(chunk);
-            let used = self.search(&pending)?;
-            pending.drain(..used);
-            self.pending = pending;
-        }
-        self.spent += started.elapsed();
-        Ok(())
-    }
-
     /// What was found, once the stream has ended.
-    ///
-    /// # Errors
-    /// When the stream stopped before its end.
-    pub fn finish(self) -> std::result::Result<Vec<Leak>, String> {
-        if self.state != State::Done || !self.pending.is_empty() {
-            return Err("the COPY data ended in the middle of a row".to_owned());
-        }
-        Ok(self
-            .columns
+    pub fn finish(self) -> Vec<Leak> {
+        self.columns
             .iter()
             .zip(self.hits)
             .filter_map(|(c, found)| c.as_ref().map(|c| (c.name, found)))
@@ -365,67 +314,15 @@ impl<'a> StreamScan<'a> {
                     found: self.needles.describe(hit),
                 })
             })
-            .collect())
+            .collect()
     }
 
-    /// Searches the complete header and rows at the start of `data`; returns their length.
-    fn search(&mut self, data: &[u8]) -> std::result::Result<usize, String> {
-        let mut at = 0;
-        loop {
-            match self.state {
-                State::Header => {
-                    let Some(extension) = i32_at(data, at + SIGNATURE.len() + 4) else {
-                        return Ok(at);
-                    };
-                    if !data[at..].starts_with(SIGNATURE) {
-                        return Err("unexpected COPY data (no binary signature)".to_owned());
-                    }
-                    let length = SIGNATURE.len() + 8 + usize::try_from(extension).unwrap_or(0);
-                    if data.len() - at < length {
-                        return Ok(at);
-                    }
-                    at += length;
-                    self.state = State::Rows;
-                }
-                State::Rows => {
-                    let Some(count) = data.get(at..at + 2) else {
-                        return Ok(at);
-                    };
-                    let count = i16::from_be_bytes([count[0], count[1]]);
-                    if count == -1 {
-                        at += 2;
-                        self.state = State::Done;
-                        continue;
-                    }
-                    if usize::try_from(count).ok() != Some(self.columns.len()) {
-                        return Err(format!(
-                            "a row of {count} fields in the COPY data of {} columns",
-                            self.columns.len()
-                        ));
-                    }
-                    let Some(end) = row_end(data, at + 2, self.columns.len()) else {
-                        return Ok(at);
-                    };
-                    self.search_row(&data[at + 2..end])?;
-                    at = end;
-                }
-                State::Done => {
-                    return if at == data.len() {
-                        Ok(at)
-                    } else {
-                        Err("COPY data after its end".to_owned())
-                    };
-                }
-            }
-        }
-    }
-
-    /// Searches the fields of one complete row.
-    fn search_row(&mut self, mut row: &[u8]) -> std::result::Result<(), String> {
-        for (column, found) in self.columns.iter().zip(&mut self.hits) {
-            let length = i32_at(row, 0).expect("the row is complete");
-            let value = usize::try_from(length).ok().map(|n| &row[4..4 + n]);
-            row = &row[4 + value.map_or(0, <[u8]>::len)..];
+    /// Searches the fields of one complete row ([`crate::stream::CopyRows`]).
+    ///
+    /// # Errors
+    /// When an array is malformed.
+    pub fn row(&mut self, row: &[u8]) -> std::result::Result<(), String> {
+        for ((column, found), value) in self.columns.iter().zip(&mut self.hits).zip(fields(row)) {
             let (Some(column), Some(value)) = (column, value) else {
                 continue;
             };
@@ -455,15 +352,6 @@ impl<'a> StreamScan<'a> {
     }
 }
 
-/// Where the row whose fields start at `at` ends, if all of it is in `data`.
-fn row_end(data: &[u8], mut at: usize, fields: usize) -> Option<usize> {
-    for _ in 0..fields {
-        let length = i32_at(data, at)?;
-        at += 4 + usize::try_from(length).unwrap_or(0);
-    }
-    (at <= data.len()).then_some(at)
-}
-
 /// The non-NULL elements of an array in its binary form: dimensions, a NULL flag, the element
 /// type, each dimension's size and lower bound, then each element's length and bytes.
 fn array_elements(value: &[u8]) -> std::result::Result<Vec<&[u8]>, String> {
@@ -490,6 +378,24 @@ fn array_elements(value: &[u8]) -> std::result::Result<Vec<&[u8]>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stream::CopyRows;
+    use crate::stream::tests::{field, stream};
+
+    /// What the scan of `table` finds in `bytes`, pushed in chunks of `size`.
+    fn scanned(
+        table: &TablePlan,
+        needles: &Needles,
+        bytes: &[u8],
+        size: usize,
+    ) -> std::result::Result<Vec<Leak>, String> {
+        let mut scan = StreamScan::new(table, needles).unwrap();
+        let mut rows = CopyRows::new(table.columns.len());
+        for chunk in bytes.chunks(size) {
+            rows.push(chunk, &mut |row| scan.row(row))?;
+        }
+        rows.finish()?;
+        Ok(scan.finish())
+    }
 
     fn rules(scan: &str) -> Rules {
         Rules::parse(
@@ -566,22 +472,6 @@ mod tests {
         );
     }
 
-    /// A binary COPY stream of `rows` (a header with an extension, the rows, the trailer).
-    fn stream(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
-        let mut out = SIGNATURE.to_vec();
-        out.extend_from_slice(&0u32.to_be_bytes());
-        out.extend_from_slice(&4u32.to_be_bytes());
-        out.extend_from_slice(b"ext!");
-        for row in rows {
-            out.extend_from_slice(&i16::try_from(row.len()).unwrap().to_be_bytes());
-            for value in row {
-                field(&mut out, value.as_deref());
-            }
-        }
-        out.extend_from_slice(&(-1i16).to_be_bytes());
-        out
-    }
-
     /// A one-dimensional array in the binary form, of elements of type `oid`.
     fn array(oid: u32, elements: &[Option<&[u8]>]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -594,17 +484,6 @@ mod tests {
             field(&mut out, *element);
         }
         out
-    }
-
-    /// A field or an array element: its length (-1 for NULL), then its bytes.
-    fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
-        match value {
-            Some(bytes) => {
-                out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
-                out.extend_from_slice(bytes);
-            }
-            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
     }
 
     fn text(s: &str) -> Vec<u8> {
@@ -660,12 +539,8 @@ mod tests {
         ];
         let bytes = stream(&rows);
         for size in [1, 3, 7, 64, bytes.len()] {
-            let mut scan = StreamScan::new(&table, &needles).unwrap();
-            for chunk in bytes.chunks(size) {
-                scan.push(chunk).unwrap();
-            }
             assert_eq!(
-                found(&scan.finish().unwrap()),
+                found(&scanned(&table, &needles, &bytes, size).unwrap()),
                 [
                     "doc: an email address",
                     "tags: a value of users.name sampled from the source",
@@ -678,31 +553,14 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_is_not_the_tables_is_an_error() {
+    fn a_malformed_array_is_an_error() {
         let needles = Needles::new(&rules(""), Vec::new());
-        let table = crate::plan::fixtures::kept(&[("id", "integer"), ("body", "text")]);
-        let scan = || StreamScan::new(&table, &needles).unwrap();
-        let mut s = scan();
-        assert!(s.push(b"not binary copy data at all").is_err());
-        // A row of another shape.
-        let mut s2 = scan();
-        assert!(s2.push(&stream(&[vec![Some(text("a"))]])).is_err());
-        // Cut short: an error once the stream has ended.
-        let whole = stream(&[vec![Some(text("1")), Some(text("a"))]]);
-        let mut s3 = scan();
-        s3.push(&whole[..whole.len() - 3]).unwrap();
-        assert!(s3.finish().is_err());
-        // Bytes after the end.
-        let mut s4 = scan();
-        let mut longer = whole.clone();
-        longer.push(0);
-        assert!(s4.push(&longer).is_err());
         // An array whose elements overrun it.
         let table = crate::plan::fixtures::kept(&[("tags", "text[]")]);
         let mut bad = array(25, &[Some(b"abc")]);
         bad.truncate(bad.len() - 1);
-        let mut s5 = StreamScan::new(&table, &needles).unwrap();
-        assert!(s5.push(&stream(&[vec![Some(bad)]])).is_err());
+        let bytes = stream(&[vec![Some(bad)]]);
+        assert!(scanned(&table, &needles, &bytes, bytes.len()).is_err());
         // A table with nothing to search has no scan.
         let table = crate::plan::fixtures::kept(&[("id", "integer")]);
         assert!(StreamScan::new(&table, &needles).is_none());

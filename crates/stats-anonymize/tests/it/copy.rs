@@ -637,7 +637,7 @@ fn dry_run_counts_and_explain_prints_the_sql_without_writing() {
             .contains("CASE WHEN \"info_request_events\".\"info_request_id\" = ANY(:'keys_")
     );
     assert!(out.stdout.contains(
-        "FILTER (WHERE \"id\" IS NOT NULL), '{}')::text FROM \"stats__loading\".\"info_requests\""
+        "FILTER (WHERE \"id\" IS NOT NULL)::text FROM \"stats__loading\".\"info_requests\""
     ));
     assert!(!out.stdout.contains(crate::support::KEY));
     assert!(

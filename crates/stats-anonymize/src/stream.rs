@@ -1,0 +1,411 @@
+//! The rows of a table's binary `COPY` stream, read as they pass from the source to the target
+//! (<https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4>).
+//!
+//! Two readers need them: the leak scan ([`crate::scan::StreamScan`]) and the key sets
+//! ([`KeyText`]). Both read the bytes the target stores, on their way there, so neither has to
+//! read the loaded table back (the key sets were read back with a query: two scans of the copy
+//! and its keys turned into text, on the path from one copy to the next).
+
+use crate::plan::{KeyKind, MAX_KEY_BYTES};
+
+/// Splits a binary `COPY` stream into rows, however its chunks cut it.
+#[derive(Debug)]
+pub struct CopyRows {
+    /// The number of fields every row has.
+    fields: usize,
+    /// The bytes of a header or row whose end has not arrived yet.
+    pending: Vec<u8>,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    Rows,
+    Done,
+}
+
+/// The signature that starts a binary `COPY` stream.
+pub const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// Reads a big-endian `i32` at `at`, if the bytes are there.
+pub fn i32_at(data: &[u8], at: usize) -> Option<i32> {
+    let bytes = data.get(at..at.checked_add(4)?)?;
+    Some(i32::from_be_bytes(bytes.try_into().ok()?))
+}
+
+impl CopyRows {
+    /// The rows of a stream of `fields` columns.
+    pub fn new(fields: usize) -> Self {
+        Self {
+            fields,
+            pending: Vec::new(),
+            state: State::Header,
+        }
+    }
+
+    /// Calls `row` with the fields (see [`fields`]) of each row `chunk` completes; keeps the
+    /// start of an incomplete one for the next chunk.
+    ///
+    /// # Errors
+    /// When the bytes are not a binary `COPY` stream of rows of that many fields, or what `row`
+    /// returns.
+    pub fn push(
+        &mut self,
+        chunk: &[u8],
+        row: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        if self.pending.is_empty() {
+            // PostgreSQL sends whole rows, one per message: nothing is copied.
+            let used = self.split(chunk, row)?;
+            self.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(chunk);
+            let used = self.split(&pending, row)?;
+            pending.drain(..used);
+            self.pending = pending;
+        }
+        Ok(())
+    }
+
+    /// Checks that the stream ended where it should.
+    ///
+    /// # Errors
+    /// When it stopped before its end.
+    pub fn finish(&self) -> Result<(), String> {
+        if self.state == State::Done && self.pending.is_empty() {
+            Ok(())
+        } else {
+            Err("the COPY data ended in the middle of a row".to_owned())
+        }
+    }
+
+    /// Hands the complete header and rows at the start of `data` on; returns their length.
+    fn split(
+        &mut self,
+        data: &[u8],
+        row: &mut dyn FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<usize, String> {
+        let mut at = 0;
+        loop {
+            match self.state {
+                State::Header => {
+                    let Some(extension) = i32_at(data, at + SIGNATURE.len() + 4) else {
+                        return Ok(at);
+                    };
+                    if !data[at..].starts_with(SIGNATURE) {
+                        return Err("unexpected COPY data (no binary signature)".to_owned());
+                    }
+                    let length = SIGNATURE.len() + 8 + usize::try_from(extension).unwrap_or(0);
+                    if data.len() - at < length {
+                        return Ok(at);
+                    }
+                    at += length;
+                    self.state = State::Rows;
+                }
+                State::Rows => {
+                    let Some(count) = data.get(at..at + 2) else {
+                        return Ok(at);
+                    };
+                    let count = i16::from_be_bytes([count[0], count[1]]);
+                    if count == -1 {
+                        at += 2;
+                        self.state = State::Done;
+                        continue;
+                    }
+                    if usize::try_from(count).ok() != Some(self.fields) {
+                        return Err(format!(
+                            "a row of {count} fields in the COPY data of {} columns",
+                            self.fields
+                        ));
+                    }
+                    let Some(end) = row_end(data, at + 2, self.fields) else {
+                        return Ok(at);
+                    };
+                    row(&data[at + 2..end])?;
+                    at = end;
+                }
+                State::Done => {
+                    return if at == data.len() {
+                        Ok(at)
+                    } else {
+                        Err("COPY data after its end".to_owned())
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Where the row whose fields start at `at` ends, if all of it is in `data`.
+fn row_end(data: &[u8], mut at: usize, fields: usize) -> Option<usize> {
+    for _ in 0..fields {
+        let length = i32_at(data, at)?;
+        at += 4 + usize::try_from(length).unwrap_or(0);
+    }
+    (at <= data.len()).then_some(at)
+}
+
+/// The values of a complete row that [`CopyRows`] handed on, in order; `None` for NULL.
+pub fn fields(mut row: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    std::iter::from_fn(move || {
+        let length = i32_at(row, 0)?;
+        let value = usize::try_from(length).ok().map(|n| &row[4..4 + n]);
+        row = &row[4 + value.map_or(0, <[u8]>::len)..];
+        Some(value)
+    })
+}
+
+/// The keys of a key set, collected from its table's stream as the text of an array constant
+/// (`{1,2,3}`), as the keyed SELECTs of the tables referring to it take them.
+#[derive(Debug)]
+pub struct KeyText {
+    /// The key column's position in the copy.
+    column: usize,
+    kind: KeyKind,
+    /// `None` once past [`MAX_KEY_BYTES`].
+    text: Option<String>,
+}
+
+impl KeyText {
+    /// Collects the values of the copy's column number `column`, of `kind`.
+    pub fn new(column: usize, kind: KeyKind) -> Self {
+        Self {
+            column,
+            kind,
+            text: Some("{".to_owned()),
+        }
+    }
+
+    /// Adds the key of one row (none if it is NULL).
+    ///
+    /// # Errors
+    /// When the value is not one of the key's type.
+    pub fn row(&mut self, row: &[u8]) -> Result<(), String> {
+        let Some(text) = &mut self.text else {
+            return Ok(());
+        };
+        let Some(Some(value)) = fields(row).nth(self.column) else {
+            return Ok(());
+        };
+        if text.len() > 1 {
+            text.push(',');
+        }
+        let malformed = || format!("a malformed {:?} key in the COPY data", self.kind);
+        let integer = |bytes: &[u8]| -> Result<i64, String> {
+            if let Ok(two) = <[u8; 2]>::try_from(bytes) {
+                Ok(i16::from_be_bytes(two).into())
+            } else if let Ok(four) = <[u8; 4]>::try_from(bytes) {
+                Ok(i32::from_be_bytes(four).into())
+            } else {
+                <[u8; 8]>::try_from(bytes)
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| malformed())
+            }
+        };
+        match self.kind {
+            KeyKind::Integer => {
+                use std::fmt::Write as _;
+                let _ = write!(text, "{}", integer(value)?);
+            }
+            KeyKind::Uuid => {
+                let hex = hex::encode(value);
+                if hex.len() != 32 {
+                    return Err(malformed());
+                }
+                for (i, piece) in [0..8, 8..12, 12..16, 16..20, 20..32]
+                    .into_iter()
+                    .enumerate()
+                {
+                    if i > 0 {
+                        text.push('-');
+                    }
+                    text.push_str(&hex[piece]);
+                }
+            }
+            KeyKind::Text => {
+                let value = std::str::from_utf8(value).map_err(|_| malformed())?;
+                text.push('"');
+                if value.contains(['"', '\\']) {
+                    for c in value.chars() {
+                        if matches!(c, '"' | '\\') {
+                            text.push('\\');
+                        }
+                        text.push(c);
+                    }
+                } else {
+                    text.push_str(value);
+                }
+                text.push('"');
+            }
+        }
+        if text.len() > MAX_KEY_BYTES {
+            self.text = None;
+        }
+        Ok(())
+    }
+
+    /// The array constant; `None` when it would take more than [`MAX_KEY_BYTES`].
+    pub fn finish(self) -> Option<String> {
+        self.text.map(|mut text| {
+            text.push('}');
+            text
+        })
+    }
+}
+
+#[cfg(test)]
+/// Binary `COPY` streams for the tests of the modules that read them.
+pub mod tests {
+    use super::*;
+
+    /// A binary COPY stream of `rows` (a header with an extension, the rows, the trailer).
+    ///
+    /// # Panics
+    /// If a row has more fields than a stream can hold.
+    pub fn stream(rows: &[Vec<Option<Vec<u8>>>]) -> Vec<u8> {
+        let mut out = SIGNATURE.to_vec();
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&4u32.to_be_bytes());
+        out.extend_from_slice(b"ext!");
+        for row in rows {
+            out.extend_from_slice(&i16::try_from(row.len()).unwrap().to_be_bytes());
+            for value in row {
+                field(&mut out, value.as_deref());
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    /// A field or an array element: its length (-1 for NULL), then its bytes.
+    ///
+    /// # Panics
+    /// If the value is longer than a field can be.
+    pub fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        match value {
+            Some(bytes) => {
+                out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    /// Every row of `bytes`, pushed in chunks of `size`, as lists of fields.
+    fn rows(
+        bytes: &[u8],
+        fields_per_row: usize,
+        size: usize,
+    ) -> Result<Vec<Vec<Option<Vec<u8>>>>, String> {
+        let mut rows = CopyRows::new(fields_per_row);
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(size) {
+            rows.push(chunk, &mut |row| {
+                out.push(fields(row).map(|f| f.map(<[u8]>::to_vec)).collect());
+                Ok(())
+            })?;
+        }
+        rows.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rows_arrive_whole_in_any_chunking() {
+        let expected = vec![
+            vec![
+                Some(7i32.to_be_bytes().to_vec()),
+                None,
+                Some(b"text".to_vec()),
+            ],
+            vec![None, Some(Vec::new()), Some(b"more".to_vec())],
+        ];
+        let bytes = stream(&expected);
+        for size in [1, 3, 7, 64, bytes.len()] {
+            assert_eq!(rows(&bytes, 3, size).unwrap(), expected, "chunks of {size}");
+        }
+        assert_eq!(rows(&stream(&[]), 3, 5).unwrap(), Vec::<Vec<_>>::new());
+    }
+
+    #[test]
+    fn a_stream_that_is_not_the_tables_is_an_error() {
+        assert!(rows(b"not binary copy data at all", 2, 100).is_err());
+        // A row of another shape.
+        assert!(rows(&stream(&[vec![Some(b"a".to_vec())]]), 2, 100).is_err());
+        // Cut short: an error once the stream has ended.
+        let whole = stream(&[vec![Some(b"1".to_vec()), Some(b"a".to_vec())]]);
+        assert!(rows(&whole[..whole.len() - 3], 2, 100).is_err());
+        // Bytes after the end.
+        let mut longer = whole.clone();
+        longer.push(0);
+        assert!(rows(&longer, 2, 100).is_err());
+        // What the reader of a row returns stops the stream.
+        let mut failing = CopyRows::new(2);
+        let err = failing
+            .push(&whole, &mut |_| Err("refused".to_owned()))
+            .unwrap_err();
+        assert_eq!(err, "refused");
+    }
+
+    fn keys(kind: KeyKind, values: &[Option<Vec<u8>>]) -> Option<String> {
+        let mut keys = KeyText::new(1, kind);
+        for value in values {
+            let mut row = Vec::new();
+            field(&mut row, Some(b"other column"));
+            field(&mut row, value.as_deref());
+            keys.row(&row).unwrap();
+        }
+        keys.finish()
+    }
+
+    #[test]
+    fn keys_are_written_as_postgresql_reads_an_array() {
+        assert_eq!(
+            keys(
+                KeyKind::Integer,
+                &[
+                    Some(7i32.to_be_bytes().to_vec()),
+                    None,
+                    Some((-3i16).to_be_bytes().to_vec()),
+                    Some(i64::MAX.to_be_bytes().to_vec()),
+                ]
+            )
+            .unwrap(),
+            "{7,-3,9223372036854775807}"
+        );
+        assert_eq!(keys(KeyKind::Integer, &[None]).unwrap(), "{}");
+        assert_eq!(
+            keys(
+                KeyKind::Text,
+                &[
+                    Some(b"plain".to_vec()),
+                    Some(br#"a "quoted" \ one, {x}"#.to_vec()),
+                    Some(Vec::new())
+                ]
+            )
+            .unwrap(),
+            r#"{"plain","a \"quoted\" \\ one, {x}",""}"#
+        );
+        assert_eq!(
+            keys(KeyKind::Uuid, &[Some((0u8..16).collect())]).unwrap(),
+            "{00010203-0405-0607-0809-0a0b0c0d0e0f}"
+        );
+        let mut wrong = KeyText::new(0, KeyKind::Integer);
+        let mut row = Vec::new();
+        field(&mut row, Some(b"abc"));
+        assert!(wrong.row(&row).is_err());
+    }
+
+    #[test]
+    fn keys_past_the_limit_are_not_kept() {
+        let mut keys = KeyText::new(0, KeyKind::Text);
+        let long = vec![b'k'; 1 << 20];
+        let mut row = Vec::new();
+        field(&mut row, Some(&long));
+        for _ in 0..=(MAX_KEY_BYTES >> 20) {
+            keys.row(&row).unwrap();
+        }
+        assert_eq!(keys.finish(), None);
+    }
+}
