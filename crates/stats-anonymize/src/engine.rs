@@ -12,7 +12,7 @@
 //!    fed with the bytes of `COPY (SELECT …) TO STDOUT` from the source as they arrive, which the
 //!    leak scan ([`crate::scan`]) searches on their way; memory holds a few buffers whatever the
 //!    table's size, and the key sets of [`crate::plan::KeySet`] (at most
-//!    [`crate::plan::MAX_KEY_BYTES`] each).
+//!    [`Job::key_memory`] each).
 //! 5. Counter caches, primary keys and indexes, `ANALYZE`.
 //! 6. If the leak scan found anything, the run stops here.
 //! 7. The swap ([`crate::target::swap`]).
@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, TryStreamExt as _};
 use ops_common::logging::LogFormat;
 use serde::Serialize;
@@ -58,6 +58,8 @@ pub struct Job<'a> {
     pub reader: Option<String>,
     /// Parallel jobs.
     pub jobs: usize,
+    /// Bytes a key set, or the counts of one table, may take ([`crate::settings::key_memory`]).
+    pub key_memory: usize,
     /// How long the swap may keep trying.
     pub swap_timeout: Duration,
     /// The pseudonyms' padded keys, when the rules hash.
@@ -605,12 +607,11 @@ async fn load(
         .map_err(|e| Error::db("ending the source transaction", &e))?;
     let schedule = Schedule::new(plan, &job.names.loading, key_sets);
     let bar = ops_common::progress::items(schedule.tasks(), "loading", job.log_format);
-    let worked = futures_util::future::try_join_all(
-        sessions
-            .into_iter()
-            .map(|(source, target)| work(&schedule, &needles, source, target, &bar)),
-    )
-    .await;
+    let worked =
+        futures_util::future::try_join_all(sessions.into_iter().map(|(source, target)| {
+            work(&schedule, &needles, source, target, job.key_memory, &bar)
+        }))
+        .await;
     bar.finish_and_clear();
     let mut tables = Vec::new();
     let mut leaks = Vec::new();
@@ -649,10 +650,16 @@ async fn load(
 /// One piece of a run's work on one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
-    /// Copy it; ready once the tables it refers to are loaded (their keys collected from the copy).
+    /// Collect key set number `n` of it on the source ([`plan::KeySet::from_source`]); ready at
+    /// once.
+    Keys(usize),
+    /// Copy it; ready once the tables it refers to are loaded (their keys collected from the copy)
+    /// or their key sets collected on the source, and, if it fills its counter caches as it is
+    /// copied, once the tables they count are loaded.
     Copy,
-    /// Fill its counter caches; ready once it and the tables it counts are loaded. One at a
-    /// time: two recounts rebuilding tables that count each other's rows would deadlock.
+    /// Fill its counter caches by rebuilding it, when its copy did not (their counts took too
+    /// much memory, or one is not an integer); ready once it and the tables it counts are loaded.
+    /// One at a time: two recounts rebuilding tables that count each other's rows would deadlock.
     Recount,
     /// Build its index number `n` (its primary key among them); ready once it is loaded and,
     /// if it has counter caches, rebuilt by the recount.
@@ -667,7 +674,7 @@ enum Keys {
     Pending,
     /// Collected from the copy.
     Read(Arc<str>),
-    /// Its keys take more than [`crate::plan::MAX_KEY_BYTES`], no table still to copy reads it,
+    /// Its keys take more than [`Job::key_memory`], no table still to copy reads it,
     /// or the source cannot hash them: the tables still to copy check the reference by its chain.
     Unused,
 }
@@ -726,6 +733,16 @@ impl<'p> Schedule<'p> {
         }
         let tables = critical_first(plan);
         let mut pending = Vec::new();
+        if key_sets {
+            for (n, set) in plan.key_sets.iter().enumerate() {
+                if let Some(table) = tables
+                    .iter()
+                    .find(|t| set.from_source && t.name == set.table)
+                {
+                    pending.push((Task::Keys(n), *table));
+                }
+            }
+        }
         pending.extend(tables.iter().map(|&t| (Task::Copy, t)));
         pending.extend(
             tables
@@ -794,14 +811,22 @@ impl<'p> Schedule<'p> {
     }
 
     /// Records the end of a task, which took `seconds`; a copy brings the key sets collected from it.
+    /// `counted` says that a copy filled the table's counter caches: its recount is dropped.
     fn finished(
         &self,
         task: Task,
         table: &'p TablePlan,
         seconds: f64,
         keys: Vec<(usize, Option<String>)>,
+        counted: bool,
     ) {
         let mut state = self.lock();
+        if counted {
+            state
+                .pending
+                .retain(|&(t, p)| !(t == Task::Recount && p.name == table.name));
+            state.done.insert((&table.name, TaskKind::Recount));
+        }
         for (n, read) in keys {
             state.keys[n].0 = read.map_or(Keys::Unused, |k| Keys::Read(k.into()));
         }
@@ -813,6 +838,7 @@ impl<'p> Schedule<'p> {
             state.running.swap_remove(i);
         }
         let kind = match task {
+            Task::Keys(_) => None,
             Task::Copy => {
                 state.last_copy = Some(Instant::now());
                 Some(TaskKind::Copy)
@@ -840,12 +866,12 @@ impl<'p> Schedule<'p> {
         keys.1 > 0 && matches!(keys.0, Keys::Pending)
     }
 
-    /// Whether copies are left to hand out.
+    /// Whether copies (or key sets to collect on the source) are left to hand out.
     fn copies_left(&self) -> bool {
         self.lock()
             .pending
             .iter()
-            .any(|(task, _)| *task == Task::Copy)
+            .any(|(task, _)| matches!(task, Task::Copy | Task::Keys(_)))
     }
 }
 
@@ -858,7 +884,13 @@ impl State<'_> {
         let name = table.name.as_str();
         let rebuilt = !table.has_counts() || self.done.contains(&(name, TaskKind::Recount));
         match task {
-            Task::Copy => plan.needs(table).all(|t| self.loaded(t)),
+            Task::Keys(_) => true,
+            Task::Copy => {
+                plan.needs(table).all(|t| self.loaded(t))
+                    && table.keyed.iter().flat_map(|k| &k.key_sets).all(|&n| {
+                        !plan.key_sets[n].from_source || !matches!(self.keys[n].0, Keys::Pending)
+                    })
+            }
             Task::Recount => {
                 self.loaded(name)
                     && table.counted().all(|t| self.loaded(t))
@@ -941,6 +973,7 @@ async fn work(
     needles: &Needles,
     source: tokio_postgres::Client,
     target: tokio_postgres::Client,
+    key_memory: usize,
     bar: &indicatif::ProgressBar,
 ) -> Result<(Vec<TableReport>, Vec<scan::Leak>)> {
     let loading = schedule.loading;
@@ -957,42 +990,34 @@ async fn work(
         };
         let started = Instant::now();
         let mut read = Vec::new();
+        let mut counted = false;
         match task {
+            Task::Keys(n) => {
+                let source = source
+                    .as_ref()
+                    .expect("a job keeps its source session while copies are left to hand out");
+                let set = &schedule.plan.key_sets[n];
+                read.push((n, source_keys(source, set, table, key_memory).await?));
+            }
             Task::Copy => {
                 let source = source
                     .as_ref()
                     .expect("a job keeps its source session while copies are left to hand out");
-                // The key sets still wanted are collected from the stream.
-                let collect: Vec<(usize, KeyText)> = schedule
-                    .plan
-                    .key_sets
-                    .iter()
-                    .enumerate()
-                    .filter(|(n, set)| set.table == table.name && schedule.wanted(*n))
-                    .filter_map(|(n, set)| {
-                        let column = table.columns.iter().position(|c| c.name == set.column)?;
-                        Some((n, KeyText::new(column, set.kind)))
-                    })
-                    .collect();
-                let Copied {
-                    report,
-                    leaks: found,
-                    scanning,
-                    keys: collected,
-                } = copy_table(source, &target, table, &keys, collect, loading, needles).await?;
-                read = collected;
-                leaks.extend(found);
-                schedule.lock().scan_seconds += scanning;
-                tracing::info!(
-                    table = %report.table,
-                    rows = report.rows,
-                    bytes = report.bytes.unwrap_or(0),
-                    seconds = report.seconds,
-                    keyed = !keys.is_empty(),
-                    "copied"
-                );
+                let copied = copy_task(
+                    schedule,
+                    (source, &target),
+                    table,
+                    &keys,
+                    needles,
+                    key_memory,
+                )
+                .await?;
                 drop(keys);
-                tables.push(report);
+                read = copied.keys;
+                counted = copied.counted;
+                leaks.extend(copied.leaks);
+                schedule.lock().scan_seconds += copied.scanning;
+                tables.push(copied.report);
             }
             Task::Recount => {
                 let statements = table
@@ -1021,7 +1046,7 @@ async fn work(
         }
         let seconds = started.elapsed().as_secs_f64();
         tracing::debug!(task = ?task, table = %table.name, seconds, "task done");
-        schedule.finished(task, table, seconds, read);
+        schedule.finished(task, table, seconds, read, counted);
         bar.inc(1);
     }
 }
@@ -1052,6 +1077,126 @@ fn report(
     }
 }
 
+/// Copies `table`: collects the key sets still wanted from its stream and, if it fills its
+/// counter caches as it is copied, reads their counts on the target first.
+async fn copy_task(
+    schedule: &Schedule<'_>,
+    (source, target): (&tokio_postgres::Client, &tokio_postgres::Client),
+    table: &TablePlan,
+    keys: &[(usize, Arc<str>)],
+    needles: &Needles,
+    key_memory: usize,
+) -> Result<Copied> {
+    let loading = schedule.loading;
+    let collect: Vec<(usize, KeyText)> = schedule
+        .plan
+        .key_sets
+        .iter()
+        .enumerate()
+        .filter(|(n, set)| set.table == table.name && !set.from_source && schedule.wanted(*n))
+        .filter_map(|(n, set)| {
+            let column = table.columns.iter().position(|c| c.name == set.column)?;
+            Some((n, KeyText::new(column, set.kind, key_memory)))
+        })
+        .collect();
+    let counts = match table.count_reads(loading) {
+        Some(reads) => read_counts(target, table, &reads, key_memory).await?,
+        None => None,
+    };
+    let extras = Extras {
+        keys,
+        collect,
+        counts,
+    };
+    let copied = copy_table(source, target, table, extras, loading, needles).await?;
+    tracing::info!(
+        table = %copied.report.table,
+        rows = copied.report.rows,
+        bytes = copied.report.bytes.unwrap_or(0),
+        seconds = copied.report.seconds,
+        keyed = !keys.is_empty(),
+        counted = copied.counted,
+        "copied"
+    );
+    Ok(copied)
+}
+
+/// Key set `set` of `table`, collected on the source from the table's chain SELECT; `None` past
+/// [`Job::key_memory`].
+async fn source_keys(
+    source: &tokio_postgres::Client,
+    set: &plan::KeySet,
+    table: &TablePlan,
+    key_memory: usize,
+) -> Result<Option<String>> {
+    let failed = |e: tokio_postgres::Error| {
+        Error::db(
+            format!("reading the keys of {} on the source", table.name),
+            &e,
+        )
+    };
+    let stream = source
+        .copy_out(&set.source_copy(&table.select))
+        .await
+        .map_err(failed)?;
+    futures_util::pin_mut!(stream);
+    let mut rows = stream::CopyRows::new(1);
+    let mut keys = KeyText::new(0, set.kind, key_memory);
+    let unreadable = |message| Error::Database {
+        context: format!("reading the keys of {}", table.name),
+        message,
+    };
+    while let Some(chunk) = stream.try_next().await.map_err(failed)? {
+        rows.push(&chunk, &mut |row| keys.row(row))
+            .map_err(unreadable)?;
+    }
+    rows.finish().map_err(unreadable)?;
+    Ok(keys.finish())
+}
+
+/// The counts of `table`'s counter caches, read from the copies of the tables they count; `None`
+/// when they would take more than [`Job::key_memory`] (the table is then recounted once
+/// loaded).
+async fn read_counts(
+    target: &tokio_postgres::Client,
+    table: &TablePlan,
+    reads: &[plan::CountRead],
+    key_memory: usize,
+) -> Result<Option<stream::Counts>> {
+    let failed = |e: tokio_postgres::Error| {
+        Error::db(format!("counting the counter caches of {}", table.name), &e)
+    };
+    let unreadable = |message| Error::Database {
+        context: format!("counting the counter caches of {}", table.name),
+        message,
+    };
+    let mut counts = stream::Counts::new(table.columns.len(), reads, key_memory);
+    for (r, read) in reads.iter().enumerate() {
+        let stream = target.copy_out(&read.query).await.map_err(failed)?;
+        futures_util::pin_mut!(stream);
+        let mut rows = stream::CopyRows::new(1 + read.counters.len());
+        let mut within = true;
+        while let Some(chunk) = stream.try_next().await.map_err(failed)? {
+            if within {
+                rows.push(&chunk, &mut |row| {
+                    within = within && counts.add(r, row)?;
+                    Ok(())
+                })
+                .map_err(unreadable)?;
+            }
+        }
+        if !within {
+            tracing::info!(
+                table = %table.name,
+                "its counts take too much memory: counted once it is loaded"
+            );
+            return Ok(None);
+        }
+        rows.finish().map_err(unreadable)?;
+    }
+    Ok(Some(counts))
+}
+
 /// What a copy brings besides the rows it loaded.
 struct Copied {
     report: TableReport,
@@ -1059,22 +1204,40 @@ struct Copied {
     leaks: Vec<scan::Leak>,
     /// Seconds spent reading its rows on their way (the leak scan and the key sets).
     scanning: f64,
-    /// The key sets collected from it, by number; `None` past [`plan::MAX_KEY_BYTES`].
+    /// The key sets collected from it, by number; `None` past [`Job::key_memory`].
     keys: Vec<(usize, Option<String>)>,
+    /// Whether it filled its counter caches.
+    counted: bool,
+}
+
+/// With counts, a copy's rows are written anew, and sent on in pieces of about this size.
+const REWRITTEN_PIECE: usize = 64 << 10;
+
+/// What a copy does besides streaming the rows.
+struct Extras<'k> {
+    /// The key sets written into its keyed SELECT; none for its chain SELECT.
+    keys: &'k [(usize, Arc<str>)],
+    /// The key sets to collect from its rows.
+    collect: Vec<(usize, KeyText)>,
+    /// The counts to write into its rows.
+    counts: Option<stream::Counts>,
 }
 
 /// Streams one table from the source into a new table of the loading schema, searching its rows
-/// for leaks and collecting the key sets `collect` asks for on the way. With `keys`, the table's
-/// keyed SELECT, the key sets written into it; without, its chain SELECT.
+/// for leaks, collecting key sets and writing counts into them on the way ([`Extras`]).
 async fn copy_table(
     source: &tokio_postgres::Client,
     target: &tokio_postgres::Client,
     table: &TablePlan,
-    keys: &[(usize, Arc<str>)],
-    mut collect: Vec<(usize, KeyText)>,
+    extras: Extras<'_>,
     loading: &str,
     needles: &Needles,
 ) -> Result<Copied> {
+    let Extras {
+        keys,
+        mut collect,
+        mut counts,
+    } = extras;
     let started = Instant::now();
     let into =
         |e: tokio_postgres::Error| Error::db(format!("loading {} into the target", table.name), &e);
@@ -1096,37 +1259,52 @@ async fn copy_table(
     futures_util::pin_mut!(sink);
     futures_util::pin_mut!(stream);
     let mut scan = scan::StreamScan::new(table, needles);
-    let mut rows =
-        (scan.is_some() || !collect.is_empty()).then(|| stream::CopyRows::new(table.columns.len()));
+    let mut rows = (scan.is_some() || !collect.is_empty() || counts.is_some())
+        .then(|| stream::CopyRows::new(table.columns.len()));
     let unreadable = |message| Error::Database {
         context: format!("reading the rows of {}", table.name),
         message,
     };
-    let mut on_row = |row: &[u8]| {
-        if let Some(scan) = &mut scan {
-            scan.row(row)?;
-        }
-        for (_, keys) in &mut collect {
-            keys.row(row)?;
-        }
-        Ok(())
-    };
+    let mut rewritten = BytesMut::new();
+    if counts.is_some() {
+        stream::Counts::header(&mut rewritten);
+    }
     let mut bytes = 0u64;
     let mut scanning = Duration::ZERO;
     while let Some(chunk) = stream.try_next().await.map_err(from)? {
         bytes += chunk.len() as u64;
         if let Some(rows) = &mut rows {
             let read = Instant::now();
-            rows.push(&chunk, &mut on_row).map_err(unreadable)?;
+            rows.push(&chunk, &mut |row: &[u8]| {
+                if let Some(scan) = &mut scan {
+                    scan.row(row)?;
+                }
+                for (_, keys) in &mut collect {
+                    keys.row(row)?;
+                }
+                if let Some(counts) = &mut counts {
+                    counts.write_row(row, &mut rewritten);
+                }
+                Ok(())
+            })
+            .map_err(unreadable)?;
             scanning += read.elapsed();
         }
-        sink.feed(chunk).await.map_err(into)?;
+        if counts.is_none() {
+            sink.feed(chunk).await.map_err(into)?;
+        } else if rewritten.len() >= REWRITTEN_PIECE {
+            sink.feed(rewritten.split().freeze()).await.map_err(into)?;
+        }
     }
-    let loaded = sink.as_mut().finish().await.map_err(into)?;
-    target.batch_execute("COMMIT").await.map_err(into)?;
     if let Some(rows) = &rows {
         rows.finish().map_err(unreadable)?;
     }
+    if counts.is_some() {
+        stream::Counts::trailer(&mut rewritten);
+        sink.feed(rewritten.split().freeze()).await.map_err(into)?;
+    }
+    let loaded = sink.as_mut().finish().await.map_err(into)?;
+    target.batch_execute("COMMIT").await.map_err(into)?;
     Ok(Copied {
         report: TableReport {
             table: table.name.clone(),
@@ -1140,6 +1318,7 @@ async fn copy_table(
             .into_iter()
             .map(|(n, keys)| (n, keys.finish()))
             .collect(),
+        counted: counts.is_some(),
     })
 }
 
@@ -1209,50 +1388,79 @@ mod tests {
     }
 
     #[test]
-    fn copies_wait_for_the_tables_they_refer_to_and_read_their_keys() {
+    fn copies_wait_for_the_tables_they_refer_to_and_count_and_read_their_keys() {
         let plan = plan();
         let schedule = Schedule::new(&plan, "s", true);
-        // messages and tags refer to requests: requests first, although it is the smaller.
-        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
+        // requests counts messages, which refer to it: its keys are collected on the source, and
+        // it is copied after messages.
+        assert!(plan.key_sets[0].from_source);
+        assert_eq!(next(&schedule), (Task::Keys(0), "requests", vec![]));
         assert!(
             schedule.next().now_or_never().is_none(),
             "nothing else is ready"
         );
-        assert!(schedule.copies_left() && schedule.wanted(0));
+        assert!(schedule.copies_left());
         let requests = table(&plan, "requests");
         schedule.finished(
-            Task::Copy,
+            Task::Keys(0),
             requests,
             1.0,
             vec![(0, Some("{1,2}".to_owned()))],
+            false,
         );
 
         let keys: Vec<(usize, Arc<str>)> = vec![(0, Arc::from("{1,2}"))];
         assert_eq!(next(&schedule), (Task::Copy, "messages", keys.clone()));
         assert_eq!(next(&schedule), (Task::Copy, "tags", keys));
-        assert!(!schedule.copies_left());
         assert!(!schedule.wanted(0), "no copy is left to read the keys");
         assert!(matches!(schedule.lock().keys[0].0, Keys::Unused));
-        // requests counts messages: its recount, and so its indexes, wait for that copy.
         assert!(schedule.next().now_or_never().is_none());
-        schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![]);
-        assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
+        schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
+        assert!(!schedule.copies_left());
         // The primary key of messages; its ANALYZE waits for it.
         assert_eq!(next(&schedule), (Task::Index(0), "messages", vec![]));
         assert!(schedule.next().now_or_never().is_none());
-        schedule.finished(Task::Recount, requests, 1.0, vec![]);
+        // The copy filled the counter caches: no recount.
+        schedule.finished(Task::Copy, requests, 1.0, vec![], true);
         assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
         assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
         assert!(schedule.next().now_or_never().is_none());
-        schedule.finished(Task::Index(0), requests, 1.0, vec![]);
-        schedule.finished(Task::Index(1), requests, 1.0, vec![]);
+        schedule.finished(Task::Index(0), requests, 1.0, vec![], false);
+        schedule.finished(Task::Index(1), requests, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Analyze, "requests", vec![]));
         let state = schedule.lock();
-        assert!(
-            (state.index_seconds - 3.0).abs() < 1e-9,
-            "recount and two indexes"
-        );
+        assert!((state.index_seconds - 2.0).abs() < 1e-9, "two indexes");
         assert!(state.last_copy.is_some());
+        assert!(
+            !state.pending.iter().any(|(t, _)| *t == Task::Recount),
+            "{:?}",
+            state
+                .pending
+                .iter()
+                .map(|(t, p)| (t, &p.name))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_copy_that_did_not_count_is_recounted_before_its_indexes() {
+        let plan = plan();
+        let schedule = Schedule::new(&plan, "s", true);
+        let requests = table(&plan, "requests");
+        assert_eq!(next(&schedule).0, Task::Keys(0));
+        schedule.finished(Task::Keys(0), requests, 1.0, vec![(0, None)], false);
+        assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
+        assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
+        schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
+        schedule.finished(Task::Copy, requests, 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
+        assert!(
+            !std::iter::from_fn(|| schedule.next().now_or_never().flatten())
+                .any(|(_, t, _)| t.name == "requests"),
+            "the indexes of requests wait for its recount"
+        );
     }
 
     #[test]
@@ -1267,7 +1475,8 @@ mod tests {
             tokio::join!(waiting, async {
                 // The other job is waiting by now: nothing was ready when it looked.
                 tokio::task::yield_now().await;
-                schedule.finished(Task::Copy, table(&plan, requests), 1.0, vec![]);
+                let keys = vec![(0, Some("{1}".to_owned()))];
+                schedule.finished(Task::Keys(0), table(&plan, requests), 1.0, keys, false);
             })
         });
         let (task, table, _) = woken
@@ -1281,19 +1490,25 @@ mod tests {
         // A source older than PostgreSQL 14: no key set is read, none handed to a copy.
         let plan = plan();
         let schedule = Schedule::new(&plan, "s", false);
-        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
         assert!(!schedule.wanted(0), "nothing reads the keys of requests");
-        schedule.finished(Task::Copy, table(&plan, "requests"), 1.0, vec![]);
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
         assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
+        schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
     }
 
     #[test]
     fn a_table_with_too_many_keys_is_referred_to_by_its_chain() {
         let plan = plan();
         let schedule = Schedule::new(&plan, "s", true);
-        assert_eq!(next(&schedule).0, Task::Copy);
-        schedule.finished(Task::Copy, table(&plan, "requests"), 1.0, vec![(0, None)]);
+        assert_eq!(next(&schedule).0, Task::Keys(0));
+        schedule.finished(
+            Task::Keys(0),
+            table(&plan, "requests"),
+            1.0,
+            vec![(0, None)],
+            false,
+        );
         // No keys: the copy runs the SELECT with the chain.
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
     }

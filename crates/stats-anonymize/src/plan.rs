@@ -204,6 +204,75 @@ impl TablePlan {
         ])
     }
 
+    /// Whether its counter caches are filled as it is copied ([`Self::count_reads`]).
+    pub fn counts_as_copied(&self) -> bool {
+        !self.counts.is_empty()
+            && self.counts.iter().all(|c| {
+                integer_width(&c.sql_type).is_some()
+                    && self.columns.iter().any(|t| t.name == c.count.key)
+            })
+    }
+
+    /// The counter caches as the copy fills them when the tables they count are loaded first:
+    /// per counted table and column, a grouped count of its copy on the target, streamed to the
+    /// run, which writes the counts into the table's rows on their way
+    /// ([`crate::stream::Counts`]). `None` without counter caches, or when one is not of an
+    /// integer type (those are filled by [`Self::recount`]).
+    pub fn count_reads(&self, schema: &str) -> Option<Vec<CountRead>> {
+        if !self.counts_as_copied() {
+            return None;
+        }
+        let position = |name: &str| self.columns.iter().position(|c| c.name == name);
+        let mut reads: Vec<(&Count, CountRead, Vec<String>)> = Vec::new();
+        for c in &self.counts {
+            let width = integer_width(&c.sql_type)?;
+            let same = |other: &Count| {
+                (&other.table, &other.column, &other.key)
+                    == (&c.count.table, &c.count.column, &c.count.key)
+            };
+            let g = if let Some(g) = reads.iter().position(|(first, ..)| same(first)) {
+                g
+            } else {
+                let key = position(&c.count.key)?;
+                reads.push((
+                    &c.count,
+                    CountRead {
+                        query: String::new(),
+                        key,
+                        counters: Vec::new(),
+                    },
+                    Vec::new(),
+                ));
+                reads.len() - 1
+            };
+            let (_, read, aggregates) = &mut reads[g];
+            read.counters.push((position(&c.name)?, width));
+            aggregates.push(match &c.count.filter {
+                Some(f) => format!("count(*) FILTER (WHERE ({f}))::{}", c.sql_type),
+                None => format!("count(*)::{}", c.sql_type),
+            });
+        }
+        Some(
+            reads
+                .into_iter()
+                .map(|(count, mut read, aggregates)| {
+                    // The key in the type of the counting table's column, so that its bytes in
+                    // the two streams are the same; the counted table read by its own name, as
+                    // the conditions name it.
+                    read.query = copy_out(&format!(
+                        "SELECT {}.{}::{} AS \"__k\", {} FROM {} GROUP BY 1",
+                        ident(&count.table),
+                        ident(&count.column),
+                        self.columns[read.key].sql_type,
+                        aggregates.join(", "),
+                        qualified(schema, &count.table),
+                    ));
+                    read
+                })
+                .collect(),
+        )
+    }
+
     /// Whether the table has counter caches, filled by [`Self::recount`].
     pub fn has_counts(&self) -> bool {
         !self.counts.is_empty()
@@ -246,12 +315,25 @@ pub struct KeySet {
     pub sql_type: String,
     /// How the key's values are read from the stream.
     pub kind: KeyKind,
+    /// Collected on the source, from the referred table's chain SELECT, before anything is
+    /// copied: the referred table has counter caches, so it is copied after the tables it counts,
+    /// which may refer to it ([`TablePlan::count_reads`]).
+    pub from_source: bool,
 }
 
 impl KeySet {
     /// The name `--explain` gives key set number `n`, a psql variable.
     fn variable(n: usize) -> String {
         format!("keys_{n}")
+    }
+
+    /// The statement on the source that streams the keys of the rows `select` (the referred
+    /// table's chain SELECT) copies, for a key set [`Self::from_source`].
+    pub fn source_copy(&self, select: &str) -> String {
+        copy_out(&format!(
+            "SELECT \"__q\".{} FROM ({select}) AS \"__q\"",
+            ident(&self.column)
+        ))
     }
 
     /// A query on the target that gives the key set as the run collects it, for `--explain`.
@@ -368,6 +450,29 @@ impl KeyedSelect {
     }
 }
 
+/// One grouped count that fills counter caches of a table as it is copied
+/// ([`TablePlan::count_reads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRead {
+    /// `COPY (SELECT key, counts… GROUP BY key) TO STDOUT`, run on the target.
+    pub query: String,
+    /// The position of the counted key in the table's copy.
+    pub key: usize,
+    /// The position of each counter cache it fills, and the width of its integer type, in the
+    /// order of the counts in the query.
+    pub counters: Vec<(usize, usize)>,
+}
+
+/// The bytes of an integer type in the binary `COPY` format.
+fn integer_width(sql_type: &str) -> Option<usize> {
+    match sql_type {
+        "smallint" | "int2" => Some(2),
+        "integer" | "int" | "int4" => Some(4),
+        "bigint" | "int8" => Some(8),
+        _ => None,
+    }
+}
+
 /// A counter cache of a copied table.
 #[derive(Debug, Clone)]
 struct CountColumn {
@@ -416,6 +521,11 @@ impl Plan {
             }
         }
         tables.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        for set in &mut key_sets {
+            set.from_source = tables
+                .iter()
+                .any(|t| t.name == set.table && t.counts_as_copied());
+        }
         Self {
             tables,
             skipped,
@@ -423,13 +533,32 @@ impl Plan {
         }
     }
 
-    /// The tables whose copies `table`'s keyed SELECT reads.
-    pub fn needs(&self, table: &TablePlan) -> impl Iterator<Item = &str> {
+    /// The tables that must be loaded before `table` is copied: those whose copies its keyed
+    /// SELECT reads keys from, and those its counter caches count when it fills them as it is
+    /// copied ([`TablePlan::count_reads`]).
+    pub fn needs<'a>(&'a self, table: &'a TablePlan) -> impl Iterator<Item = &'a str> {
+        let counted = table
+            .counts_as_copied()
+            .then(|| table.counted())
+            .into_iter()
+            .flatten();
         table
             .keyed
             .iter()
             .flat_map(|k| &k.key_sets)
-            .map(|&n| self.key_sets[n].table.as_str())
+            .map(|&n| &self.key_sets[n])
+            .filter(|set| !set.from_source)
+            .map(|set| set.table.as_str())
+            .chain(counted)
+    }
+
+    /// The key sets collected on the source ([`KeySet::from_source`]), by number, with the
+    /// statement that streams each.
+    pub fn source_key_sets(&self) -> impl Iterator<Item = (usize, String)> {
+        self.key_sets.iter().enumerate().filter_map(|(n, set)| {
+            let table = self.tables.iter().find(|t| t.name == set.table)?;
+            set.from_source.then(|| (n, set.source_copy(&table.select)))
+        })
     }
 
     /// The plan as SQL for people (`run --explain`): per table, the statements on each side.
@@ -462,11 +591,17 @@ impl Plan {
                         .iter()
                         .map(|&n| {
                             let set = &self.key_sets[n];
-                            format!(
-                                "--   :'{}' = {};",
-                                KeySet::variable(n),
-                                set.explained(loading)
-                            )
+                            match self.source_key_sets().find(|(m, _)| *m == n) {
+                                Some((_, source)) => format!(
+                                    "--   :'{}' = the keys {source} streams, on the source;",
+                                    KeySet::variable(n)
+                                ),
+                                None => format!(
+                                    "--   :'{}' = {};",
+                                    KeySet::variable(n),
+                                    set.explained(loading)
+                                ),
+                            }
                         })
                         .collect();
                     let _ = writeln!(
@@ -478,15 +613,30 @@ impl Plan {
                     );
                     let _ = writeln!(
                         out,
-                        "-- (--dry-run, or a key set of more than {MAX_KEY_BYTES} bytes: {};)",
+                        "-- (--dry-run, or a key set past STATS_ANONYMIZE_KEY_MEMORY: {};)",
                         t.copy_out()
                     );
                 }
             }
-            if let Some(statements) = t.recount(loading, RECOUNT_STAGING) {
+            if let Some(reads) = t.count_reads(loading) {
+                let queries: Vec<&str> = reads.iter().map(|r| r.query.as_str()).collect();
                 let _ = writeln!(
                     out,
-                    "-- once every table is loaded, on the target (counter caches):\n{};",
+                    "-- copied once the tables it counts are loaded; its counter caches counted on the target,\n\
+                     -- written into its rows as they stream in:\n{};",
+                    queries.join(";\n")
+                );
+            }
+            if let Some(statements) = t.recount(loading, RECOUNT_STAGING) {
+                let when = if t.counts_as_copied() {
+                    "if those counts take more than STATS_ANONYMIZE_KEY_MEMORY, once it is loaded"
+                        .to_owned()
+                } else {
+                    "once it and the tables it counts are loaded".to_owned()
+                };
+                let _ = writeln!(
+                    out,
+                    "-- {when}, on the target (counter caches):\n{};",
                     statements.join(";\n")
                 );
             }
@@ -511,12 +661,6 @@ pub const NO_AUTOVACUUM: &str =
 pub fn copy_out(select: &str) -> String {
     format!("COPY ({select}) TO STDOUT (FORMAT binary)")
 }
-
-/// The most a run reads from a copy as one key set, in bytes of text: held by the run, and again
-/// in the text of each query that reads it (and by the source session running that query, with
-/// its hash). References to a larger copy are checked by their chain instead, so the run's memory
-/// stays bounded whatever the tables' size.
-pub const MAX_KEY_BYTES: usize = 64 << 20;
 
 /// The references that can read a key set, as (table, index in its `references`): those whose
 /// referred table keeps the key as it is, so that its copy holds the source's values, in a type
@@ -821,6 +965,7 @@ impl Keys<'_> {
             column: r.key.clone(),
             sql_type: compared.key_type.clone(),
             kind: compared.kind,
+            from_source: false,
         };
         let n = self
             .key_sets
@@ -1233,6 +1378,9 @@ mod tests {
                 column: "id".to_owned(),
                 sql_type: "integer".to_owned(),
                 kind: KeyKind::Integer,
+                // requests counts messages, which refer to it: it is copied after them, and its
+                // keys are collected on the source.
+                from_source: true,
             }]
         );
         let messages = table(&plan, "messages");
@@ -1259,18 +1407,40 @@ mod tests {
         assert!(tags.explained().ends_with(
             "WHERE (model_type IN ('Request')) AND (NOT coalesce((model_type = 'Request'), true) OR \"tags\".\"model_id\" IS NULL OR CASE WHEN \"tags\".\"model_id\" = ANY(:'keys_0'::integer[]) THEN true END)"
         ));
-        // A table that refers to nothing has only its own SELECT, and waits for nothing.
+        // A table that refers to nothing has only its own SELECT, and waits only for the tables
+        // its counter caches count.
         let requests = table(&plan, "requests");
         assert!(requests.keyed.is_none());
-        assert_eq!(plan.needs(requests).count(), 0);
-        assert_eq!(plan.needs(messages).collect::<Vec<_>>(), ["requests"]);
+        assert_eq!(plan.needs(requests).collect::<Vec<_>>(), ["messages"]);
+        assert_eq!(plan.needs(messages).count(), 0);
+        assert_eq!(
+            plan.source_key_sets().collect::<Vec<_>>(),
+            [(
+                0,
+                copy_out(&format!(
+                    "SELECT \"__q\".\"id\" FROM ({}) AS \"__q\"",
+                    requests.select
+                ))
+            )]
+        );
+        assert_eq!(
+            requests.count_reads("s").unwrap(),
+            [CountRead {
+                query: "COPY (SELECT \"messages\".\"request_id\"::integer AS \"__k\", count(*)::integer FROM \"s\".\"messages\" GROUP BY 1) TO STDOUT (FORMAT binary)".to_owned(),
+                key: 0,
+                counters: vec![(4, 4)],
+            }]
+        );
         assert_eq!(
             plan.key_sets[0].explained("s"),
             "SELECT array_agg(\"id\") FILTER (WHERE \"id\" IS NOT NULL)::text FROM \"s\".\"requests\""
         );
         let text = plan.explain("public", "stats__loading");
         assert!(text.contains(&copy_out(&keyed.explained())));
-        assert!(text.contains("--   :'keys_0' = SELECT array_agg("));
+        assert!(
+            text.contains("--   :'keys_0' = the keys COPY (SELECT \"__q\".\"id\" FROM (SELECT")
+        );
+        assert!(text.contains(&requests.count_reads("stats__loading").unwrap()[0].query));
     }
 
     #[test]

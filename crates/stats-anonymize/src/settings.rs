@@ -69,6 +69,13 @@ pub const STATS_ANONYMIZE_JOBS: Setting = Setting::new(
 )
 .default("2");
 
+/// The memory for key sets and counts.
+pub const STATS_ANONYMIZE_KEY_MEMORY: Setting = Setting::new(
+    "STATS_ANONYMIZE_KEY_MEMORY",
+    "MiB the run may hold for the keys of one copied table that other tables refer to, and for the counts of one table's counter caches (it holds each once more while a query that reads the keys runs). Past it, references to that table are checked by their chain on the source, and the counter caches are counted once the table is loaded, by rebuilding it: the same copy, more slowly. 0: always so.",
+)
+.default("64");
+
 /// How long the swap may wait for readers.
 pub const STATS_ANONYMIZE_SWAP_TIMEOUT: Setting = Setting::new(
     "STATS_ANONYMIZE_SWAP_TIMEOUT",
@@ -86,6 +93,7 @@ pub static SETTINGS: &[Setting] = &[
     STATS_ANONYMIZE_TARGET_SCHEMA,
     STATS_ANONYMIZE_READER_ROLE,
     STATS_ANONYMIZE_JOBS,
+    STATS_ANONYMIZE_KEY_MEMORY,
     STATS_ANONYMIZE_SWAP_TIMEOUT,
     vars::OPS_LOG_FORMAT,
     vars::OPS_LOG_LEVEL,
@@ -174,6 +182,24 @@ pub fn jobs(settings: &Settings) -> Result<usize> {
         Some(n) => Ok(n),
         None => Ok(2),
     }
+}
+
+/// The memory for key sets and counts, in bytes ([`STATS_ANONYMIZE_KEY_MEMORY`]).
+///
+/// # Errors
+/// When it is not a whole number of MiB that this machine can address.
+pub fn key_memory(settings: &Settings) -> Result<usize> {
+    let mib = settings
+        .parse::<usize>(&STATS_ANONYMIZE_KEY_MEMORY)?
+        .unwrap_or(64);
+    mib.checked_mul(1 << 20).ok_or_else(|| {
+        settings
+            .invalid(
+                &STATS_ANONYMIZE_KEY_MEMORY,
+                "is more memory than this machine can address",
+            )
+            .into()
+    })
 }
 
 /// How long the swap may keep trying.

@@ -1,12 +1,18 @@
 //! The rows of a table's binary `COPY` stream, read as they pass from the source to the target
 //! (<https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4>).
 //!
-//! Two readers need them: the leak scan ([`crate::scan::StreamScan`]) and the key sets
-//! ([`KeyText`]). Both read the bytes the target stores, on their way there, so neither has to
-//! read the loaded table back (the key sets were read back with a query: two scans of the copy
-//! and its keys turned into text, on the path from one copy to the next).
+//! Three things need them: the leak scan ([`crate::scan::StreamScan`]), the key sets
+//! ([`KeyText`]) and the counter caches ([`Counts`]). All read or write the bytes the target
+//! stores, on their way there, so none has to read or rewrite the loaded table (the key sets were
+//! read back with a query, two scans of the copy and its keys turned into text, on the path from
+//! one copy to the next; the counter caches were filled by rebuilding the table).
 
-use crate::plan::{KeyKind, MAX_KEY_BYTES};
+use std::ops::Range;
+
+use bytes::{BufMut as _, BytesMut};
+use rustc_hash::FxHashMap;
+
+use crate::plan::{CountRead, KeyKind};
 
 /// Splits a binary `COPY` stream into rows, however its chunks cut it.
 #[derive(Debug)]
@@ -164,16 +170,20 @@ pub struct KeyText {
     /// The key column's position in the copy.
     column: usize,
     kind: KeyKind,
-    /// `None` once past [`MAX_KEY_BYTES`].
+    /// The most bytes its text may take.
+    limit: usize,
+    /// `None` once past `limit`.
     text: Option<String>,
 }
 
 impl KeyText {
-    /// Collects the values of the copy's column number `column`, of `kind`.
-    pub fn new(column: usize, kind: KeyKind) -> Self {
+    /// Collects the values of the copy's column number `column`, of `kind`, in at most `limit`
+    /// bytes of text.
+    pub fn new(column: usize, kind: KeyKind, limit: usize) -> Self {
         Self {
             column,
             kind,
+            limit,
             text: Some("{".to_owned()),
         }
     }
@@ -240,18 +250,150 @@ impl KeyText {
                 text.push('"');
             }
         }
-        if text.len() > MAX_KEY_BYTES {
+        if text.len() > self.limit {
             self.text = None;
         }
         Ok(())
     }
 
-    /// The array constant; `None` when it would take more than [`MAX_KEY_BYTES`].
+    /// The array constant; `None` when it would take more than its limit.
     pub fn finish(self) -> Option<String> {
         self.text.map(|mut text| {
             text.push('}');
             text
         })
+    }
+}
+
+/// Per key, as its bytes in the stream: the counts' fields, each its length and bytes.
+type CountsByKey = FxHashMap<Box<[u8]>, Box<[u8]>>;
+
+/// The counter caches of a table, counted on the target in the copies of the tables they count
+/// (loaded first) and written into the table's rows as they stream into its copy, in place of the
+/// NULL its SELECT gives them ([`crate::plan::TablePlan::count_reads`]).
+#[derive(Debug)]
+pub struct Counts {
+    /// Per count read: the position of its key in the table's rows, the widths of its counts, and
+    /// per key (its bytes in the stream) the counts' fields, each its length and bytes as in the
+    /// stream.
+    reads: Vec<(usize, Vec<usize>, CountsByKey)>,
+    /// Per column of the table: for a counter cache, its count read, where its field starts in
+    /// that read's fields, and its width.
+    columns: Vec<Option<(usize, usize, usize)>>,
+    /// Roughly the bytes held, kept under `limit`.
+    held: usize,
+    limit: usize,
+    /// Where each field of the row being written is, for [`Self::write_row`].
+    spans: Vec<Option<Range<usize>>>,
+}
+
+impl Counts {
+    /// Empty counts for a table of `fields` columns, filled by `reads`, in at most about
+    /// `limit` bytes.
+    pub fn new(fields: usize, reads: &[CountRead], limit: usize) -> Self {
+        let mut columns = vec![None; fields];
+        for (r, read) in reads.iter().enumerate() {
+            let mut offset = 0;
+            for &(position, width) in &read.counters {
+                columns[position] = Some((r, offset, width));
+                offset += 4 + width;
+            }
+        }
+        Self {
+            reads: reads
+                .iter()
+                .map(|r| {
+                    let widths = r.counters.iter().map(|&(_, width)| width).collect();
+                    (r.key, widths, CountsByKey::default())
+                })
+                .collect(),
+            columns,
+            held: 0,
+            limit,
+            spans: Vec::with_capacity(fields),
+        }
+    }
+
+    /// Adds a row of count read `read`'s stream: a key and its counts. `false` once the counts
+    /// take more than the limit: the table's counter caches are then counted once it is loaded,
+    /// by rebuilding it.
+    ///
+    /// # Errors
+    /// When the row does not hold a count of each counter's width.
+    pub fn add(&mut self, read: usize, row: &[u8]) -> Result<bool, String> {
+        let mut values = fields(row);
+        let Some(Some(key)) = values.next() else {
+            // The rows that refer to nothing count for no row of the table.
+            return Ok(true);
+        };
+        let (_, widths, counted) = &mut self.reads[read];
+        let mut counts = Vec::new();
+        for (&expected, value) in widths.iter().zip(values) {
+            match value {
+                Some(bytes) if bytes.len() == expected => {
+                    counts.extend_from_slice(&i32::try_from(expected).unwrap_or(0).to_be_bytes());
+                    counts.extend_from_slice(bytes);
+                }
+                _ => return Err("a count of the wrong type in the counted copy".to_owned()),
+            }
+        }
+        if counts.len() != widths.iter().map(|w| 4 + w).sum::<usize>() {
+            return Err("a count missing in the counted copy".to_owned());
+        }
+        self.held += key.len() + counts.len() + 64;
+        counted.insert(key.into(), counts.into());
+        Ok(self.held <= self.limit)
+    }
+
+    /// Appends `row` to `out` as the copy stores it: its field count, then its fields, with the
+    /// counts in place of the counter caches' NULLs (0 for a key nothing counts).
+    pub fn write_row(&mut self, row: &[u8], out: &mut BytesMut) {
+        self.spans.clear();
+        let mut at = 0;
+        while let Some(length) = i32_at(row, at) {
+            at += 4;
+            self.spans
+                .push(usize::try_from(length).ok().map(|n| at..at + n));
+            at += self
+                .spans
+                .last()
+                .and_then(Option::as_ref)
+                .map_or(0, Range::len);
+        }
+        let value = |span: &Option<Range<usize>>| span.clone().map(|r| &row[r]);
+        out.put_i16(i16::try_from(self.columns.len()).unwrap_or(i16::MAX));
+        for (span, column) in self.spans.iter().zip(&self.columns) {
+            match column {
+                None => match value(span) {
+                    Some(bytes) => {
+                        out.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+                        out.extend_from_slice(bytes);
+                    }
+                    None => out.put_i32(-1),
+                },
+                Some((r, offset, width)) => {
+                    let (key, _, counted) = &self.reads[*r];
+                    if let Some(counts) = value(&self.spans[*key]).and_then(|k| counted.get(k)) {
+                        out.extend_from_slice(&counts[*offset..offset + 4 + width]);
+                    } else {
+                        out.put_i32(i32::try_from(*width).unwrap_or(0));
+                        out.put_bytes(0, *width);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The start of a binary `COPY` stream: the signature, no flags, no header extension.
+    pub fn header(out: &mut BytesMut) {
+        out.extend_from_slice(SIGNATURE);
+        out.put_u32(0);
+        out.put_u32(0);
+    }
+
+    /// The end of a binary `COPY` stream.
+    pub fn trailer(out: &mut BytesMut) {
+        out.put_i16(-1);
     }
 }
 
@@ -349,7 +491,7 @@ pub mod tests {
     }
 
     fn keys(kind: KeyKind, values: &[Option<Vec<u8>>]) -> Option<String> {
-        let mut keys = KeyText::new(1, kind);
+        let mut keys = KeyText::new(1, kind, 1 << 20);
         for value in values {
             let mut row = Vec::new();
             field(&mut row, Some(b"other column"));
@@ -391,21 +533,106 @@ pub mod tests {
             keys(KeyKind::Uuid, &[Some((0u8..16).collect())]).unwrap(),
             "{00010203-0405-0607-0809-0a0b0c0d0e0f}"
         );
-        let mut wrong = KeyText::new(0, KeyKind::Integer);
+        let mut wrong = KeyText::new(0, KeyKind::Integer, 1 << 20);
         let mut row = Vec::new();
         field(&mut row, Some(b"abc"));
         assert!(wrong.row(&row).is_err());
     }
 
     #[test]
-    fn keys_past_the_limit_are_not_kept() {
-        let mut keys = KeyText::new(0, KeyKind::Text);
-        let long = vec![b'k'; 1 << 20];
-        let mut row = Vec::new();
-        field(&mut row, Some(&long));
-        for _ in 0..=(MAX_KEY_BYTES >> 20) {
-            keys.row(&row).unwrap();
+    fn counts_take_the_place_of_the_counter_caches() {
+        // A table (id, a, n, m) whose n and m count two tables by id.
+        let reads = [
+            CountRead {
+                query: String::new(),
+                key: 0,
+                counters: vec![(2, 4)],
+            },
+            CountRead {
+                query: String::new(),
+                key: 0,
+                counters: vec![(3, 8)],
+            },
+        ];
+        let mut counts = Counts::new(4, &reads, 1 << 20);
+        let row = |values: &[Option<&[u8]>]| {
+            let mut row = Vec::new();
+            for value in values {
+                field(&mut row, *value);
+            }
+            row
+        };
+        let id = |n: i32| n.to_be_bytes().to_vec();
+        assert!(
+            counts
+                .add(0, &row(&[Some(&id(1)), Some(&3i32.to_be_bytes())]))
+                .unwrap()
+        );
+        assert!(
+            counts
+                .add(1, &row(&[Some(&id(2)), Some(&5i64.to_be_bytes())]))
+                .unwrap()
+        );
+        // Rows that refer to nothing count for nothing.
+        assert!(
+            counts
+                .add(0, &row(&[None, Some(&9i32.to_be_bytes())]))
+                .unwrap()
+        );
+        assert!(counts.add(0, &row(&[Some(&id(3)), Some(&[0, 1])])).is_err());
+
+        let mut out = BytesMut::new();
+        Counts::header(&mut out);
+        for n in 1..=3 {
+            counts.write_row(&row(&[Some(&id(n)), Some(b"x"), None, None]), &mut out);
         }
-        assert_eq!(keys.finish(), None);
+        Counts::trailer(&mut out);
+        let four = |n: i32| Some(n.to_be_bytes().to_vec());
+        let eight = |n: i64| Some(n.to_be_bytes().to_vec());
+        assert_eq!(
+            rows(&out, 4, 5).unwrap(),
+            [
+                vec![four(1), Some(b"x".to_vec()), four(3), eight(0)],
+                vec![four(2), Some(b"x".to_vec()), four(0), eight(5)],
+                vec![four(3), Some(b"x".to_vec()), four(0), eight(0)],
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_past_the_limit_are_not_kept() {
+        let reads = [CountRead {
+            query: String::new(),
+            key: 0,
+            counters: vec![(1, 4)],
+        }];
+        let row = |n: i32| {
+            let mut row = Vec::new();
+            field(&mut row, Some(&n.to_be_bytes()));
+            field(&mut row, Some(&1i32.to_be_bytes()));
+            row
+        };
+        let mut counts = Counts::new(2, &reads, 1000);
+        let kept: Vec<bool> = (0..20).map(|n| counts.add(0, &row(n)).unwrap()).collect();
+        assert!(kept[0] && !kept[19], "{kept:?}");
+        // 0: nothing is ever kept.
+        assert!(!Counts::new(2, &reads, 0).add(0, &row(1)).unwrap());
+    }
+
+    #[test]
+    fn keys_past_the_limit_are_not_kept() {
+        let collect = |limit: usize, keys: i32| {
+            let mut text = KeyText::new(0, KeyKind::Integer, limit);
+            for n in 0..keys {
+                let mut row = Vec::new();
+                field(&mut row, Some(&n.to_be_bytes()));
+                text.row(&row).unwrap();
+            }
+            text.finish()
+        };
+        assert_eq!(collect(100, 3).as_deref(), Some("{0,1,2}"));
+        assert_eq!(collect(100, 100), None);
+        assert_eq!(collect(0, 1), None);
+        assert_eq!(collect(0, 0).as_deref(), Some("{}"));
     }
 }

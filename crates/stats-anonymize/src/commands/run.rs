@@ -75,6 +75,7 @@ pub fn run(ctx: &Context, options: &Options) -> Result<u8> {
         names,
         reader: s.get(&STATS_ANONYMIZE_READER_ROLE).map(str::to_owned),
         jobs: settings::jobs(s)?,
+        key_memory: settings::key_memory(s)?,
         swap_timeout: settings::swap_timeout(s)?,
         keys,
         dry_run: options.dry_run,

@@ -637,11 +637,69 @@ fn dry_run_counts_and_explain_prints_the_sql_without_writing() {
             .contains("CASE WHEN \"info_request_events\".\"info_request_id\" = ANY(:'keys_")
     );
     assert!(out.stdout.contains(
-        "FILTER (WHERE \"id\" IS NOT NULL)::text FROM \"stats__loading\".\"info_requests\""
+        "FILTER (WHERE \"id\" IS NOT NULL)::text FROM \"stats__loading\".\"incoming_messages\""
+    ));
+    // Requests count their messages as they are copied, after them: their keys come from the
+    // source.
+    assert!(out.stdout.contains(
+        "= the keys COPY (SELECT \"__q\".\"id\" FROM (SELECT \"info_requests\".\"id\" AS \"id\""
+    ));
+    assert!(out.stdout.contains(
+        "COPY (SELECT \"incoming_messages\".\"info_request_id\"::integer AS \"__k\", count(*)::integer FROM \"stats__loading\".\"incoming_messages\" GROUP BY 1) TO STDOUT (FORMAT binary)"
     ));
     assert!(!out.stdout.contains(crate::support::KEY));
     assert!(
         site.target_schemas().is_empty(),
         "--explain wrote to the target"
     );
+}
+
+#[test]
+fn without_memory_for_keys_and_counts_the_copy_is_the_same() {
+    // STATS_ANONYMIZE_KEY_MEMORY=0: every reference is checked by its chain on the source, and
+    // every counter cache counted by rebuilding its table once loaded: slower, the same copy.
+    let site = Site::new(20);
+    site.run(&["-q", "run"]).success();
+    let usual = table_contents(&site);
+    site.set("STATS_ANONYMIZE_KEY_MEMORY", "0");
+    let out = site.run(&["--log-format", "json", "run"]).success();
+    assert!(out.stderr.contains("\"keyed\":false"), "{}", out.stderr);
+    assert!(!out.stderr.contains("\"keyed\":true"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("counted once it is loaded"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(table_contents(&site), usual);
+    assert!(usual.len() > 20, "{usual:?}");
+}
+
+/// Per table of the live copy: its rows, sorted, as one digest.
+fn table_contents(site: &Site) -> BTreeMap<String, String> {
+    let mut target = site.target();
+    let tables: Vec<String> = target
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'stats' AND c.relkind = 'r'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .map(|table| {
+            let digest: String = target
+                .query_one(
+                    &format!(
+                        "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM stats.{table} t"
+                    ),
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            (table, digest)
+        })
+        .collect()
 }
