@@ -210,8 +210,20 @@ fn whole_word(text: &str, start: usize, end: usize) -> bool {
         && !text[end..].chars().next().is_some_and(word)
 }
 
+/// The rows a sample reads at least (or all of its table): enough for `sample_size` values of
+/// a column that most rows leave empty or short.
+fn rows_to_read(sample_size: u32) -> f64 {
+    f64::from(sample_size.saturating_mul(20))
+}
+
 /// Samples the source columns of `scan.samples` (inside the run's snapshot), spread over
-/// `clients`, which query at the same time: each sample reads its whole table.
+/// `clients`, which query at the same time, the larger tables first, each on the client with the
+/// fewest bytes to read so far.
+///
+/// A sample of a table larger than [`rows_to_read`] reads a random part of its pages
+/// (`TABLESAMPLE SYSTEM`), then picks values at random among those rows: reading all of
+/// `outgoing_messages` (with the message bodies) for 100 names took most of the time before the
+/// copy could start. When that part holds too few values, the sample reads the whole table.
 ///
 /// # Errors
 /// When a query fails.
@@ -222,21 +234,76 @@ pub async fn sample(
 ) -> Result<Needles> {
     let min_length = i32::try_from(rules.scan.min_length.max(1)).unwrap_or(i32::MAX);
     let size = i64::from(rules.scan.sample_size);
-    let columns: Vec<(usize, &ColumnRef)> = rules.scan.samples.iter().enumerate().collect();
-    let lanes = clients.iter().enumerate().map(|(lane, client)| {
-        let columns = &columns;
+    let Some(first) = clients.first() else {
+        return Ok(Needles::new(rules, Vec::new()));
+    };
+    let tables: Vec<&str> = rules
+        .scan
+        .samples
+        .iter()
+        .map(|c| c.table.as_str())
+        .collect();
+    let sizes: std::collections::BTreeMap<String, (i64, f64)> = first
+        .query(
+            "SELECT c.relname::text, pg_relation_size(c.oid), c.reltuples::float8 FROM pg_class c \
+             WHERE c.relnamespace = to_regnamespace($1) AND c.relname = ANY($2)",
+            &[&source_schema, &tables],
+        )
+        .await
+        .map_err(|e| Error::db("reading the sizes of the sampled tables", &e))?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let size_of = |column: &ColumnRef| sizes.get(&column.table).copied().unwrap_or((0, -1.0));
+    let mut columns: Vec<(usize, &ColumnRef)> = rules.scan.samples.iter().enumerate().collect();
+    columns.sort_by_key(|(_, c)| std::cmp::Reverse(size_of(c).0));
+    let mut lanes: Vec<(i64, Vec<(usize, &ColumnRef)>)> = vec![(0, Vec::new()); clients.len()];
+    for column in columns {
+        if let Some(lane) = lanes.iter_mut().min_by_key(|(bytes, _)| *bytes) {
+            lane.0 += size_of(column.1).0;
+            lane.1.push(column);
+        }
+    }
+    let wanted = rows_to_read(rules.scan.sample_size);
+    let lanes = clients.iter().zip(lanes).map(|(client, (_, columns))| {
+        let size_of = &size_of;
         async move {
             let mut sampled = Vec::new();
-            for &(n, column) in columns.iter().skip(lane).step_by(clients.len()) {
+            for (n, column) in columns {
+                let rows = size_of(column).1;
+                // Never analysed (-1) or empty: read it all.
+                let percent = if rows > wanted { 100.0 * wanted / rows } else { 100.0 };
                 let value = format!("btrim({}::text)", ident(&column.column));
-                let sql = format!(
-                    "SELECT DISTINCT v FROM (SELECT {value} AS v FROM {} WHERE length({value}) >= $1 ORDER BY random() LIMIT $2) AS s",
-                    qualified(source_schema, &column.table)
-                );
-                let rows = client.query(&sql, &[&min_length, &size]).await.map_err(|e| {
-                    Error::db(format!("sampling {column} for the leak scan"), &e)
-                })?;
-                let values = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                let query = |part: &str| {
+                    format!(
+                        "SELECT {value} FROM {}{part} WHERE length({value}) >= $1 ORDER BY random() LIMIT $2",
+                        qualified(source_schema, &column.table)
+                    )
+                };
+                let failed =
+                    |e| Error::db(format!("sampling {column} for the leak scan"), &e);
+                let mut values: Vec<String> = Vec::new();
+                if percent < 100.0 {
+                    values = client
+                        .query(&query(&format!(" TABLESAMPLE SYSTEM ({percent})")), &[&min_length, &size])
+                        .await
+                        .map_err(failed)?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                }
+                // Fewer rows than asked for: the part read was too small, or the table is.
+                if values.len() < rules.scan.sample_size as usize {
+                    values = client
+                        .query(&query(""), &[&min_length, &size])
+                        .await
+                        .map_err(failed)?
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                }
+                values.sort_unstable();
+                values.dedup();
                 sampled.push((n, column.clone(), values));
             }
             Ok::<_, Error>(sampled)
