@@ -1230,7 +1230,8 @@ struct Copied {
     counted: bool,
 }
 
-/// With counts, a copy's rows are written anew, and sent on in pieces of about this size.
+/// A copy's rows are sent on in pieces of about this size (and written anew with counts): one
+/// message per row, as they come from the source, cost the run a tenth more CPU.
 const REWRITTEN_PIECE: usize = 64 << 10;
 
 /// What a copy does besides streaming the rows.
@@ -1285,7 +1286,8 @@ async fn copy_table(
         context: format!("reading the rows of {}", table.name),
         message,
     };
-    let mut rewritten = BytesMut::new();
+    // Pieces are split off one buffer, which is used again once the connection has sent them.
+    let mut rewritten = BytesMut::with_capacity(4 * REWRITTEN_PIECE);
     if counts.is_some() {
         stream::Counts::header(&mut rewritten);
     }
@@ -1311,9 +1313,11 @@ async fn copy_table(
             .map_err(unreadable)?;
         }
         if counts.is_none() {
-            sink.feed(chunk).await.map_err(into)?;
-        } else if rewritten.len() >= REWRITTEN_PIECE {
+            rewritten.extend_from_slice(&chunk);
+        }
+        if rewritten.len() >= REWRITTEN_PIECE {
             sink.feed(rewritten.split().freeze()).await.map_err(into)?;
+            rewritten.reserve(2 * REWRITTEN_PIECE);
         }
     }
     if let Some(rows) = &rows {
@@ -1321,8 +1325,8 @@ async fn copy_table(
     }
     if counts.is_some() {
         stream::Counts::trailer(&mut rewritten);
-        sink.feed(rewritten.split().freeze()).await.map_err(into)?;
     }
+    sink.feed(rewritten.split().freeze()).await.map_err(into)?;
     let loaded = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
     Ok(Copied {

@@ -283,8 +283,9 @@ pub struct Counts {
     /// Roughly the bytes held, kept under `limit`.
     held: usize,
     limit: usize,
-    /// Where each field of the row being written is, for [`Self::write_row`].
-    spans: Vec<Option<Range<usize>>>,
+    /// Where each field (its length, then its bytes) of the row being written is, for
+    /// [`Self::write_row`].
+    spans: Vec<Range<usize>>,
 }
 
 impl Counts {
@@ -351,37 +352,31 @@ impl Counts {
         self.spans.clear();
         let mut at = 0;
         while let Some(length) = i32_at(row, at) {
-            at += 4;
-            self.spans
-                .push(usize::try_from(length).ok().map(|n| at..at + n));
-            at += self
-                .spans
-                .last()
-                .and_then(Option::as_ref)
-                .map_or(0, Range::len);
+            let end = at + 4 + usize::try_from(length).unwrap_or(0);
+            self.spans.push(at..end);
+            at = end;
         }
-        let value = |span: &Option<Range<usize>>| span.clone().map(|r| &row[r]);
         out.put_i16(i16::try_from(self.columns.len()).unwrap_or(i16::MAX));
+        // The fields between counter caches go on as they are, in one piece each.
+        let mut copied = 0;
         for (span, column) in self.spans.iter().zip(&self.columns) {
-            match column {
-                None => match value(span) {
-                    Some(bytes) => {
-                        out.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
-                        out.extend_from_slice(bytes);
-                    }
-                    None => out.put_i32(-1),
-                },
-                Some((r, offset, width)) => {
-                    let (key, _, counted) = &self.reads[*r];
-                    if let Some(counts) = value(&self.spans[*key]).and_then(|k| counted.get(k)) {
-                        out.extend_from_slice(&counts[*offset..offset + 4 + width]);
-                    } else {
-                        out.put_i32(i32::try_from(*width).unwrap_or(0));
-                        out.put_bytes(0, *width);
-                    }
-                }
+            let Some((r, offset, width)) = column else {
+                continue;
+            };
+            out.extend_from_slice(&row[copied..span.start]);
+            copied = span.end;
+            let (key, _, counted) = &self.reads[*r];
+            let key = &self.spans[*key];
+            // NULL (length -1) counts for nothing.
+            let key = (i32_at(row, key.start) >= Some(0)).then(|| &row[key.start + 4..key.end]);
+            if let Some(counts) = key.and_then(|k| counted.get(k)) {
+                out.extend_from_slice(&counts[*offset..offset + 4 + width]);
+            } else {
+                out.put_i32(i32::try_from(*width).unwrap_or(0));
+                out.put_bytes(0, *width);
             }
         }
+        out.extend_from_slice(&row[copied..]);
     }
 
     /// The start of a binary `COPY` stream: the signature, no flags, no header extension.
@@ -586,6 +581,7 @@ pub mod tests {
         for n in 1..=3 {
             counts.write_row(&row(&[Some(&id(n)), Some(b"x"), None, None]), &mut out);
         }
+        counts.write_row(&row(&[None, None, None, None]), &mut out);
         Counts::trailer(&mut out);
         let four = |n: i32| Some(n.to_be_bytes().to_vec());
         let eight = |n: i64| Some(n.to_be_bytes().to_vec());
@@ -595,6 +591,7 @@ pub mod tests {
                 vec![four(1), Some(b"x".to_vec()), four(3), eight(0)],
                 vec![four(2), Some(b"x".to_vec()), four(0), eight(5)],
                 vec![four(3), Some(b"x".to_vec()), four(0), eight(0)],
+                vec![None, None, four(0), eight(0)],
             ]
         );
     }
