@@ -247,11 +247,12 @@ pub async fn checked_schema(
 }
 
 /// Checks every generated query on the source, nothing run, so a broken filter or expression is
-/// reported, table by table, before anything is copied: the SELECT a run copies a table with is
-/// planned (`EXPLAIN`), which also checks the source role's privileges; the chain SELECT of a
-/// table that has a keyed one is only parsed and analysed (what fails in a rule fails there),
-/// as planning its joins took half of the checks' time and a run uses it only past
-/// `STATS_ANONYMIZE_KEY_MEMORY`.
+/// reported, table by table, before anything is copied. The queries a run executes are planned
+/// (`EXPLAIN`, which also checks the source role's privileges): each table's keyed SELECT, or its
+/// chain SELECT when it has none, when `chains` (a source older than PostgreSQL 14, and `check`)
+/// or when its keys are collected on the source. Any other chain SELECT, which a run uses only
+/// past `STATS_ANONYMIZE_KEY_MEMORY`, is parsed and analysed only (where a broken rule fails):
+/// planning the joins of events' took half of the checks' time.
 ///
 /// # Errors
 /// [`Error::Rules`] naming each table whose query PostgreSQL refuses.
@@ -259,17 +260,22 @@ pub async fn compile(
     client: &tokio_postgres::Client,
     plan: &Plan,
     rules_origin: &str,
+    chains: bool,
 ) -> Result<()> {
     let mut items = Vec::new();
     for table in &plan.tables {
         let keyed = table.keyed.as_ref().map(plan::KeyedSelect::without_keys);
+        let keys_on_source = plan
+            .key_sets
+            .iter()
+            .any(|set| set.from_source && set.table == table.name);
         let mut queries = vec![(
             format!(
                 "tables.{}: the query of its filter, references and columns fails",
                 table.name
             ),
             table.select.as_str(),
-            keyed.is_none(),
+            keyed.is_none() || chains || keys_on_source,
         )];
         if let Some(keyed) = &keyed {
             queries.push((
@@ -350,7 +356,7 @@ pub async fn check_source(
     prepare_source(&client, source_schema, None).await?;
     let schema = checked_schema(&client, rules, rules_origin, source_schema).await?;
     let plan = Plan::new(rules, &schema);
-    compile(&client, &plan, rules_origin).await?;
+    compile(&client, &plan, rules_origin, true).await?;
     Ok(Checked { schema, plan })
 }
 
@@ -443,7 +449,7 @@ async fn prepare(job: &Job<'_>) -> Result<Ready> {
         )
         .await?;
         let plan = Plan::new(job.rules, &schema);
-        compile(&coordinator, &plan, &job.rules_origin).await?;
+        compile(&coordinator, &plan, &job.rules_origin, !hashes_arrays).await?;
         tracing::info!(
             snapshot,
             copied = plan.tables.len(),
@@ -690,7 +696,7 @@ enum Task {
 
 /// A key set's state during a run.
 enum Keys {
-    /// Its table is not loaded yet.
+    /// Not collected yet (from its table's copy, or on the source).
     Pending,
     /// Collected from the copy.
     Read(Arc<str>),
@@ -832,6 +838,7 @@ impl<'p> Schedule<'p> {
 
     /// Records the end of a task, which took `seconds`; a copy brings the key sets collected from it.
     /// `counted` says that a copy filled the table's counter caches: its recount is dropped.
+    /// Returns the tasks it ended: this one, and the recount.
     fn finished(
         &self,
         task: Task,
@@ -839,12 +846,15 @@ impl<'p> Schedule<'p> {
         seconds: f64,
         keys: Vec<(usize, Option<String>)>,
         counted: bool,
-    ) {
+    ) -> u64 {
         let mut state = self.lock();
+        let mut ended = 1;
         if counted {
+            let before = state.pending.len();
             state
                 .pending
                 .retain(|&(t, p)| !(t == Task::Recount && p.name == table.name));
+            ended += (before - state.pending.len()) as u64;
             state.done.insert((&table.name, TaskKind::Recount));
         }
         for (n, read) in keys {
@@ -877,6 +887,7 @@ impl<'p> Schedule<'p> {
         }
         drop(state);
         self.changed.notify_waiters();
+        ended
     }
 
     /// Whether key set `n` is to be collected: some table still to copy reads it, and it is not
@@ -1066,8 +1077,7 @@ async fn work(
         }
         let seconds = started.elapsed().as_secs_f64();
         tracing::debug!(task = ?task, table = %table.name, seconds, "task done");
-        schedule.finished(task, table, seconds, read, counted);
-        bar.inc(1);
+        bar.inc(schedule.finished(task, table, seconds, read, counted));
     }
 }
 
@@ -1120,7 +1130,16 @@ async fn copy_task(
         })
         .collect();
     let counts = match table.count_reads(loading) {
-        Some(reads) => read_counts(target, table, &reads, key_memory).await?,
+        Some(reads) => {
+            let counts = read_counts(target, table, &reads, key_memory).await?;
+            if counts.is_none() {
+                tracing::info!(
+                    table = %table.name,
+                    "its counts take more than STATS_ANONYMIZE_KEY_MEMORY: counted once it is loaded"
+                );
+            }
+            counts
+        }
         None => None,
     };
     let extras = Extras {
@@ -1190,6 +1209,9 @@ async fn read_counts(
         context: format!("counting the counter caches of {}", table.name),
         message,
     };
+    if key_memory == 0 {
+        return Ok(None);
+    }
     let mut counts = stream::Counts::new(table.columns.len(), reads, key_memory);
     for (r, read) in reads.iter().enumerate() {
         let stream = target.copy_out(&read.query).await.map_err(failed)?;
@@ -1206,10 +1228,6 @@ async fn read_counts(
             }
         }
         if !within {
-            tracing::info!(
-                table = %table.name,
-                "its counts take too much memory: counted once it is loaded"
-            );
             return Ok(None);
         }
         rows.finish().map_err(unreadable)?;
@@ -1446,7 +1464,11 @@ mod tests {
         assert_eq!(next(&schedule), (Task::Index(0), "messages", vec![]));
         assert!(schedule.next().now_or_never().is_none());
         // The copy filled the counter caches: no recount.
-        schedule.finished(Task::Copy, requests, 1.0, vec![], true);
+        assert_eq!(
+            schedule.finished(Task::Copy, requests, 1.0, vec![], true),
+            2,
+            "the copy, and the recount it spared"
+        );
         assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
         assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
         assert!(schedule.next().now_or_never().is_none());

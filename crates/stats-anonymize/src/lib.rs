@@ -5,7 +5,7 @@
 //! must be named, rows of embargoed and hidden requests (and everything referring to them) are
 //! filtered out, personal columns are dropped, generalised or replaced by keyed pseudonyms. The
 //! masking and filtering run inside `COPY (SELECT …) TO STDOUT` on the source ([`plan`]), so what is
-//! hidden never leaves the source server; the bytes stream unparsed into a fresh schema of the
+//! hidden never leaves the source server; the rows stream (with the counter caches filled in) into a fresh schema of the
 //! target, in parallel, from one snapshot ([`engine`]). The new copy is indexed, searched for
 //! personal data that slipped through ([`scan`]), and only then swapped with the one readers use,
 //! in one transaction ([`target`]); the copy it replaces is kept for one `rollback`.

@@ -1,7 +1,8 @@
 //! The SQL of a run, generated from the rules and the source's schema.
 //!
 //! Each copied table becomes one `COPY (SELECT …) TO STDOUT (FORMAT binary)` on the source, whose
-//! rows go unparsed into `COPY … FROM STDIN (FORMAT binary, FREEZE)` on the target. Masking and
+//! rows go into `COPY … FROM STDIN (FORMAT binary, FREEZE)` on the target as they are (but for
+//! the counter caches, [`crate::stream::Counts`]). Masking and
 //! filtering are inside that SELECT, so a dropped column is never read (its TOAST data not even
 //! fetched) and a masked value never leaves the source server.
 //!
@@ -14,10 +15,11 @@
 //! WHERE (<filter of t>) AND ("t"."p_id" IS NULL OR "__r1"."__k" IS NOT NULL)
 //! ```
 //!
-//! Counter caches are filled on the target once every table is loaded, by counting the copied rows
-//! there ([`TablePlan::recount`]): the copy of the counted table is exactly "its rows the rules
-//! copy", and counting a few narrow columns on the target is far cheaper than evaluating the
-//! counted table's whole visibility chain again on the source.
+//! Counter caches are counted on the target, in the copies of the tables they count, which are
+//! loaded first ([`TablePlan::count_reads`]; past the run's memory, by rebuilding the loaded table,
+//! [`TablePlan::recount`]): the copy of the counted table is exactly "its rows the rules copy", and
+//! counting a few narrow columns on the target is far cheaper than evaluating the counted table's
+//! whole visibility chain again on the source.
 //!
 //! "The rows of p the rules copy" is p's own filter and references, recursively, so a row is dropped
 //! whenever anything it refers to is dropped, however long the chain and whether or not there is a
@@ -28,7 +30,9 @@
 //!
 //! That chain is what `check`, `--explain` and `--dry-run` plan and count. A run does less work:
 //! a referred table's copy holds exactly "the keys of the rows the rules copy", so the run collects
-//! them from the copy's stream as it loads ([`KeySet`]), and the table that refers to it is copied with
+//! them from the copy's stream as it loads ([`KeySet`]; those of a table with counter caches, which
+//! is copied after the tables it counts, are collected on the source from its chain first), and
+//! the table that refers to it is copied with
 //! [`KeyedSelect`], which checks the reference against that list, written into its query as a
 //! constant array, instead of evaluating the chain again. In Alaveteli's rules every table refers
 //! to `info_requests`, and `request_classifications` to events, whose own chain is four tables
@@ -85,8 +89,10 @@ pub struct TablePlan {
     pub columns: Vec<TargetColumn>,
     /// Primary key and index statements, with `{schema}` where the target schema goes.
     indexes: Vec<String>,
-    /// Its counter caches, loaded as NULL and filled by [`Self::recount`].
+    /// Its counter caches, NULL in its SELECT, filled as it is copied or by [`Self::recount`].
     counts: Vec<CountColumn>,
+    /// See [`Self::counts_as_copied`].
+    counts_in_stream: bool,
     /// The source table's size on disk.
     pub bytes: i64,
 }
@@ -204,20 +210,20 @@ impl TablePlan {
         ])
     }
 
-    /// Whether its counter caches are filled as it is copied ([`Self::count_reads`]).
+    /// Whether its counter caches are filled as it is copied ([`Self::count_reads`]): each is an
+    /// integer, counting a column of the same integer or `uuid` type as its key (so that a key
+    /// and the value counted for it have the same bytes), and no table it counts counts it in
+    /// turn (neither could be copied after the other). Otherwise they are counted once it is
+    /// loaded, by [`Self::recount`].
     pub fn counts_as_copied(&self) -> bool {
-        !self.counts.is_empty()
-            && self.counts.iter().all(|c| {
-                integer_width(&c.sql_type).is_some()
-                    && self.columns.iter().any(|t| t.name == c.count.key)
-            })
+        self.counts_in_stream
     }
 
     /// The counter caches as the copy fills them when the tables they count are loaded first:
     /// per counted table and column, a grouped count of its copy on the target, streamed to the
     /// run, which writes the counts into the table's rows on their way
     /// ([`crate::stream::Counts`]). `None` without counter caches, or when one is not of an
-    /// integer type (those are filled by [`Self::recount`]).
+    /// integer type, or counts a table that counts it (see [`Self::counts_as_copied`]).
     pub fn count_reads(&self, schema: &str) -> Option<Vec<CountRead>> {
         if !self.counts_as_copied() {
             return None;
@@ -273,12 +279,12 @@ impl TablePlan {
         )
     }
 
-    /// Whether the table has counter caches, filled by [`Self::recount`].
+    /// Whether the table has counter caches.
     pub fn has_counts(&self) -> bool {
         !self.counts.is_empty()
     }
 
-    /// The tables its counter caches count, which must be loaded before [`Self::recount`].
+    /// The tables its counter caches count, which must be loaded before they are counted.
     pub fn counted(&self) -> impl Iterator<Item = &str> {
         self.counts.iter().map(|c| c.count.table.as_str())
     }
@@ -450,6 +456,29 @@ impl KeyedSelect {
     }
 }
 
+/// Whether `from` (a table whose counters would be filled as it is copied) counts `to`, directly
+/// or through tables it counts that do the same; `seen` holds the tables already followed.
+fn counts_back<'t>(
+    tables: &'t [TablePlan],
+    from: &'t str,
+    to: &str,
+    seen: &mut Vec<&'t str>,
+) -> bool {
+    let Some(table) = tables.iter().find(|t| t.name == from && t.counts_in_stream) else {
+        return false;
+    };
+    table.counted().any(|counted| {
+        if counted == to {
+            return true;
+        }
+        if seen.contains(&counted) {
+            return false;
+        }
+        seen.push(counted);
+        counts_back(tables, counted, to, seen)
+    })
+}
+
 /// One grouped count that fills counter caches of a table as it is copied
 /// ([`TablePlan::count_reads`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -521,6 +550,17 @@ impl Plan {
             }
         }
         tables.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        // Tables that count each other's rows (or their own) are rebuilt instead.
+        let in_cycle: Vec<String> = tables
+            .iter()
+            .filter(|t| counts_back(&tables, &t.name, &t.name, &mut Vec::new()))
+            .map(|t| t.name.clone())
+            .collect();
+        for table in &mut tables {
+            if in_cycle.contains(&table.name) {
+                table.counts_in_stream = false;
+            }
+        }
         for set in &mut key_sets {
             set.from_source = tables
                 .iter()
@@ -606,8 +646,8 @@ impl Plan {
                         .collect();
                     let _ = writeln!(
                         out,
-                        "-- on the source, once the tables it refers to are loaded, with the keys of their copies\n\
-                         -- written into the query as constants (collected from the copies' streams; on the target:)\n{}\n{};",
+                        "-- on the source, once the keys of the tables it refers to are collected (from their copies,\n\
+                         -- or on the source), written into the query as constants:\n{}\n{};",
                         sets.join("\n"),
                         copy_out(&keyed.explained())
                     );
@@ -831,12 +871,28 @@ impl Builder<'_> {
                     keys.used,
                 )
             });
+        let counts_in_stream = !counts.is_empty()
+            && counts.iter().all(|c| {
+                let key = source.column(&c.count.key);
+                let counted = self
+                    .schema
+                    .tables
+                    .get(&c.count.table)
+                    .and_then(|t| t.column(&c.count.column));
+                integer_width(&c.sql_type).is_some()
+                    && columns.iter().any(|t| t.name == c.count.key)
+                    && matches!((key, counted), (Some(key), Some(counted))
+                        if key.builtin
+                            && key.sql_type == counted.sql_type
+                            && matches!(KeyKind::of(&key.sql_type), Some(KeyKind::Integer | KeyKind::Uuid)))
+            });
         TablePlan {
             name: source.name.clone(),
             select,
             keyed,
             indexes: indexes(source, copy),
             counts,
+            counts_in_stream,
             columns,
             bytes: source.bytes,
         }
@@ -1211,6 +1267,7 @@ columns = { id = "keep", model_type = "keep", model_id = "keep" }
                 .collect(),
             indexes: Vec::new(),
             counts: Vec::new(),
+            counts_in_stream: false,
             bytes: 0,
         }
     }
@@ -1441,6 +1498,28 @@ mod tests {
             text.contains("--   :'keys_0' = the keys COPY (SELECT \"__q\".\"id\" FROM (SELECT")
         );
         assert!(text.contains(&requests.count_reads("stats__loading").unwrap()[0].query));
+    }
+
+    #[test]
+    fn a_table_that_counts_itself_is_recounted_once_loaded() {
+        // It could not be copied after itself: its counters are counted on its loaded copy.
+        let rules = RULES.replace(
+            "messages_count = { count = \"messages.request_id\" }",
+            "messages_count = { count = \"requests.id\" }",
+        );
+        assert_ne!(rules, RULES);
+        let rules = Rules::parse(&rules, "test rules").unwrap();
+        let plan = Plan::new(&rules, &schema());
+        let requests = table(&plan, "requests");
+        assert!(!requests.counts_as_copied());
+        assert!(requests.count_reads("s").is_none());
+        assert!(requests.recount("s", RECOUNT_STAGING).is_some());
+        assert_eq!(plan.needs(requests).count(), 0);
+        assert!(!plan.key_sets[0].from_source);
+        assert_eq!(
+            plan.needs(table(&plan, "messages")).collect::<Vec<_>>(),
+            ["requests"]
+        );
     }
 
     #[test]

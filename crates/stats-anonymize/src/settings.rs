@@ -72,7 +72,7 @@ pub const STATS_ANONYMIZE_JOBS: Setting = Setting::new(
 /// The memory for key sets and counts.
 pub const STATS_ANONYMIZE_KEY_MEMORY: Setting = Setting::new(
     "STATS_ANONYMIZE_KEY_MEMORY",
-    "MiB the run may hold for the keys of one copied table that other tables refer to, and for the counts of one table's counter caches (it holds each once more while a query that reads the keys runs). Past it, references to that table are checked by their chain on the source, and the counter caches are counted once the table is loaded, by rebuilding it: the same copy, more slowly. 0: always so.",
+    "MiB the run may hold for the keys of one copied table that other tables refer to, and for the counts of one table's counter caches (it holds each once more while a query that reads the keys runs). Past it, references to that table are checked by their chain on the source, and the counter caches are counted once the table is loaded, by rebuilding it: the same copy, more slowly. 0: always so, whatever the tables' size.",
 )
 .default("64");
 

@@ -258,7 +258,8 @@ impl KeyText {
 
     /// The array constant; `None` when it would take more than its limit.
     pub fn finish(self) -> Option<String> {
-        self.text.map(|mut text| {
+        let limit = self.limit;
+        self.text.filter(|text| text.len() < limit).map(|mut text| {
             text.push('}');
             text
         })
@@ -630,6 +631,7 @@ pub mod tests {
         assert_eq!(collect(100, 3).as_deref(), Some("{0,1,2}"));
         assert_eq!(collect(100, 100), None);
         assert_eq!(collect(0, 1), None);
-        assert_eq!(collect(0, 0).as_deref(), Some("{}"));
+        assert_eq!(collect(0, 0), None);
+        assert_eq!(collect(2, 0).as_deref(), Some("{}"));
     }
 }
