@@ -683,8 +683,9 @@ enum Task {
     /// or their key sets collected on the source, and, if it fills its counter caches as it is
     /// copied, once the tables they count are loaded.
     Copy,
-    /// Fill its counter caches by rebuilding it, when its copy did not (their counts took too
-    /// much memory, or one is not an integer); ready once it and the tables it counts are loaded.
+    /// Fill its counter caches by rebuilding it, when its copy did not (their counts took more
+    /// than [`Job::key_memory`], or see [`TablePlan::counts_as_copied`]); ready once it and the
+    /// tables it counts are loaded.
     /// One at a time: two recounts rebuilding tables that count each other's rows would deadlock.
     Recount,
     /// Build its index number `n` (its primary key among them); ready once it is loaded and,

@@ -220,7 +220,7 @@ fn rows_to_read(sample_size: u32) -> f64 {
 /// `clients`, which query at the same time, the larger tables first, each on the client with the
 /// fewest bytes to read so far.
 ///
-/// A sample of a table larger than [`rows_to_read`] reads a random part of its pages
+/// A sample of a table of more than 20 × `sample_size` rows reads a random part of its pages
 /// (`TABLESAMPLE SYSTEM`), then picks values at random among those rows: reading all of
 /// `outgoing_messages` (with the message bodies) for 100 names took most of the time before the
 /// copy could start. When that part holds too few values, the sample reads the whole table.
