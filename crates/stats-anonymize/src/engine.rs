@@ -1169,28 +1169,10 @@ async fn source_keys(
     table: &TablePlan,
     key_memory: usize,
 ) -> Result<Option<String>> {
-    let failed = |e: tokio_postgres::Error| {
-        Error::db(
-            format!("reading the keys of {} on the source", table.name),
-            &e,
-        )
-    };
-    let stream = source
-        .copy_out(&set.source_copy(&table.select))
-        .await
-        .map_err(failed)?;
-    futures_util::pin_mut!(stream);
-    let mut rows = stream::CopyRows::new(1);
     let mut keys = KeyText::new(0, set.kind, key_memory);
-    let unreadable = |message| Error::Database {
-        context: format!("reading the keys of {}", table.name),
-        message,
-    };
-    while let Some(chunk) = stream.try_next().await.map_err(failed)? {
-        rows.push(&chunk, &mut |row| keys.row(row))
-            .map_err(unreadable)?;
-    }
-    rows.finish().map_err(unreadable)?;
+    let query = set.source_copy(&table.select);
+    let what = format!("reading the keys of {} on the source", table.name);
+    each_row(source, &query, 1, &what, &mut |row| keys.row(row)).await?;
     Ok(keys.finish())
 }
 
@@ -1203,37 +1185,56 @@ async fn read_counts(
     reads: &[plan::CountRead],
     key_memory: usize,
 ) -> Result<Option<stream::Counts>> {
-    let failed = |e: tokio_postgres::Error| {
-        Error::db(format!("counting the counter caches of {}", table.name), &e)
-    };
-    let unreadable = |message| Error::Database {
-        context: format!("counting the counter caches of {}", table.name),
-        message,
-    };
     if key_memory == 0 {
         return Ok(None);
     }
     let mut counts = stream::Counts::new(table.columns.len(), reads, key_memory);
+    let what = format!("counting the counter caches of {}", table.name);
     for (r, read) in reads.iter().enumerate() {
-        let stream = target.copy_out(&read.query).await.map_err(failed)?;
-        futures_util::pin_mut!(stream);
-        let mut rows = stream::CopyRows::new(1 + read.counters.len());
         let mut within = true;
-        while let Some(chunk) = stream.try_next().await.map_err(failed)? {
-            if within {
-                rows.push(&chunk, &mut |row| {
-                    within = within && counts.add(r, row)?;
-                    Ok(())
-                })
-                .map_err(unreadable)?;
-            }
-        }
+        each_row(
+            target,
+            &read.query,
+            1 + read.counters.len(),
+            &what,
+            &mut |row| {
+                if within {
+                    within = counts.add(r, row)?;
+                }
+                Ok(())
+            },
+        )
+        .await?;
         if !within {
             return Ok(None);
         }
-        rows.finish().map_err(unreadable)?;
     }
     Ok(Some(counts))
+}
+
+/// Runs `query`, a binary `COPY … TO STDOUT` of rows of `fields` fields, and hands each row to
+/// `row` ([`stream::CopyRows`]); `what` says what for, in errors.
+async fn each_row(
+    client: &tokio_postgres::Client,
+    query: &str,
+    fields: usize,
+    what: &str,
+    row: &mut dyn FnMut(&[u8]) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let stream = client
+        .copy_out(query)
+        .await
+        .map_err(|e| Error::db(what, &e))?;
+    futures_util::pin_mut!(stream);
+    let mut rows = stream::CopyRows::new(fields);
+    let unreadable = |message| Error::Database {
+        context: what.to_owned(),
+        message,
+    };
+    while let Some(chunk) = stream.try_next().await.map_err(|e| Error::db(what, &e))? {
+        rows.push(&chunk, row).map_err(unreadable)?;
+    }
+    rows.finish().map_err(unreadable)
 }
 
 /// What a copy brings besides the rows it loaded.
@@ -1251,7 +1252,7 @@ struct Copied {
 
 /// A copy's rows are sent on in pieces of about this size (and written anew with counts): one
 /// message per row, as they come from the source, cost the run a tenth more CPU.
-const REWRITTEN_PIECE: usize = 64 << 10;
+const PIECE: usize = 64 << 10;
 
 /// What a copy does besides streaming the rows.
 struct Extras<'k> {
@@ -1306,9 +1307,9 @@ async fn copy_table(
         message,
     };
     // Pieces are split off one buffer, which is used again once the connection has sent them.
-    let mut rewritten = BytesMut::with_capacity(4 * REWRITTEN_PIECE);
+    let mut outgoing = BytesMut::with_capacity(4 * PIECE);
     if counts.is_some() {
-        stream::Counts::header(&mut rewritten);
+        stream::Counts::header(&mut outgoing);
     }
     let mut bytes = 0u64;
     let mut scanning = Duration::ZERO;
@@ -1325,27 +1326,27 @@ async fn copy_table(
                     keys.row(row)?;
                 }
                 if let Some(counts) = &mut counts {
-                    counts.write_row(row, &mut rewritten);
+                    counts.write_row(row, &mut outgoing);
                 }
                 Ok(())
             })
             .map_err(unreadable)?;
         }
         if counts.is_none() {
-            rewritten.extend_from_slice(&chunk);
+            outgoing.extend_from_slice(&chunk);
         }
-        if rewritten.len() >= REWRITTEN_PIECE {
-            sink.feed(rewritten.split().freeze()).await.map_err(into)?;
-            rewritten.reserve(2 * REWRITTEN_PIECE);
+        if outgoing.len() >= PIECE {
+            sink.feed(outgoing.split().freeze()).await.map_err(into)?;
+            outgoing.reserve(2 * PIECE);
         }
     }
     if let Some(rows) = &rows {
         rows.finish().map_err(unreadable)?;
     }
     if counts.is_some() {
-        stream::Counts::trailer(&mut rewritten);
+        stream::Counts::trailer(&mut outgoing);
     }
-    sink.feed(rewritten.split().freeze()).await.map_err(into)?;
+    sink.feed(outgoing.split().freeze()).await.map_err(into)?;
     let loaded = sink.as_mut().finish().await.map_err(into)?;
     target.batch_execute("COMMIT").await.map_err(into)?;
     Ok(Copied {

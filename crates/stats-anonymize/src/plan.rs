@@ -145,57 +145,35 @@ impl TablePlan {
             return None;
         }
         let me = ident(&self.name);
-        // One grouped count per counted column, whatever the number of counters that count it
-        // (public_bodies has five over info_requests.public_body_id): one scan each.
-        let mut groups: Vec<(&Count, Vec<String>)> = Vec::new();
-        let mut items = Vec::new();
-        for column in &self.columns {
-            match self.counts.iter().find(|c| c.name == column.name) {
-                None => items.push(format!("{me}.{}", ident(&column.name))),
-                Some(c) => {
-                    let same = |other: &Count| {
-                        (&other.table, &other.column, &other.key)
-                            == (&c.count.table, &c.count.column, &c.count.key)
-                    };
-                    let g = groups
-                        .iter()
-                        .position(|(first, _)| same(first))
-                        .unwrap_or_else(|| {
-                            groups.push((&c.count, Vec::new()));
-                            groups.len() - 1
-                        });
-                    let aggregates = &mut groups[g].1;
-                    aggregates.push(match &c.count.filter {
-                        Some(f) => format!("count(*) FILTER (WHERE ({f}))"),
-                        None => "count(*)".to_owned(),
-                    });
-                    items.push(format!(
-                        "coalesce(\"__c{}\".\"__n{}\", 0)::{} AS {}",
-                        g + 1,
-                        aggregates.len(),
-                        c.sql_type,
-                        ident(&c.name)
-                    ));
-                }
-            }
-        }
+        let groups = self.count_groups();
+        let items: Vec<String> = self
+            .columns
+            .iter()
+            .map(|column| {
+                groups
+                    .iter()
+                    .enumerate()
+                    .find_map(|(g, group)| {
+                        let i = group.iter().position(|c| c.name == column.name)?;
+                        Some(format!(
+                            "coalesce(\"__c{}\".\"__n{}\", 0)::{} AS {}",
+                            g + 1,
+                            i + 1,
+                            group[i].sql_type,
+                            ident(&column.name)
+                        ))
+                    })
+                    .unwrap_or_else(|| format!("{me}.{}", ident(&column.name)))
+            })
+            .collect();
         let mut joins = String::new();
-        for (g, (count, aggregates)) in groups.iter().enumerate() {
+        for (g, group) in groups.iter().enumerate() {
             let alias = format!("\"__c{}\"", g + 1);
-            let aggregates: Vec<String> = aggregates
-                .iter()
-                .enumerate()
-                .map(|(i, a)| format!("{a} AS \"__n{}\"", i + 1))
-                .collect();
-            // The counted table is read by its own name, as the conditions name it.
             let _ = write!(
                 joins,
-                " LEFT JOIN (SELECT {}.{} AS \"__k\", {} FROM {} GROUP BY 1) AS {alias} ON {alias}.\"__k\" = {me}.{}",
-                ident(&count.table),
-                ident(&count.column),
-                aggregates.join(", "),
-                qualified(schema, &count.table),
-                ident(&count.key)
+                " LEFT JOIN ({}) AS {alias} ON {alias}.\"__k\" = {me}.{}",
+                grouped_count(schema, group),
+                ident(&group[0].count.key)
             );
         }
         Some(vec![
@@ -229,54 +207,38 @@ impl TablePlan {
             return None;
         }
         let position = |name: &str| self.columns.iter().position(|c| c.name == name);
-        let mut reads: Vec<(&Count, CountRead, Vec<String>)> = Vec::new();
+        self.count_groups()
+            .iter()
+            .map(|group| {
+                let counters = group
+                    .iter()
+                    .map(|c| Some((position(&c.name)?, integer_width(&c.sql_type)?)))
+                    .collect::<Option<_>>()?;
+                Some(CountRead {
+                    query: copy_out(&grouped_count(schema, group)),
+                    key: position(&group[0].count.key)?,
+                    counters,
+                })
+            })
+            .collect()
+    }
+
+    /// The counter caches, grouped by the table and column they count: one grouped count for
+    /// each group, whatever the number of counters in it (`public_bodies` has five over
+    /// `info_requests.public_body_id`): one scan each.
+    fn count_groups(&self) -> Vec<Vec<&CountColumn>> {
+        let mut groups: Vec<Vec<&CountColumn>> = Vec::new();
         for c in &self.counts {
-            let width = integer_width(&c.sql_type)?;
-            let same = |other: &Count| {
-                (&other.table, &other.column, &other.key)
+            let what = |other: &CountColumn| {
+                (&other.count.table, &other.count.column, &other.count.key)
                     == (&c.count.table, &c.count.column, &c.count.key)
             };
-            let g = if let Some(g) = reads.iter().position(|(first, ..)| same(first)) {
-                g
-            } else {
-                let key = position(&c.count.key)?;
-                reads.push((
-                    &c.count,
-                    CountRead {
-                        query: String::new(),
-                        key,
-                        counters: Vec::new(),
-                    },
-                    Vec::new(),
-                ));
-                reads.len() - 1
-            };
-            let (_, read, aggregates) = &mut reads[g];
-            read.counters.push((position(&c.name)?, width));
-            aggregates.push(match &c.count.filter {
-                Some(f) => format!("count(*) FILTER (WHERE ({f}))::{}", c.sql_type),
-                None => format!("count(*)::{}", c.sql_type),
-            });
+            match groups.iter_mut().find(|group| what(group[0])) {
+                Some(group) => group.push(c),
+                None => groups.push(vec![c]),
+            }
         }
-        Some(
-            reads
-                .into_iter()
-                .map(|(count, mut read, aggregates)| {
-                    // The key in the type of the counting table's column, so that its bytes in
-                    // the two streams are the same; the counted table read by its own name, as
-                    // the conditions name it.
-                    read.query = copy_out(&format!(
-                        "SELECT {}.{}::{} AS \"__k\", {} FROM {} GROUP BY 1",
-                        ident(&count.table),
-                        ident(&count.column),
-                        self.columns[read.key].sql_type,
-                        aggregates.join(", "),
-                        qualified(schema, &count.table),
-                    ));
-                    read
-                })
-                .collect(),
-        )
+        groups
     }
 
     /// Whether the table has counter caches.
@@ -492,6 +454,33 @@ pub struct CountRead {
     pub counters: Vec<(usize, usize)>,
 }
 
+/// The grouped count of one group of counter caches ([`TablePlan::count_groups`]) on the copy of
+/// the table they count, read by its own name, as the conditions name it: the counted key as
+/// `__k`, the counts as `__n1`, `__n2`… in the counters' types.
+fn grouped_count(schema: &str, group: &[&CountColumn]) -> String {
+    let count = &group[0].count;
+    let aggregates: Vec<String> = group
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let condition = c
+                .count
+                .filter
+                .as_ref()
+                .map(|f| format!(" FILTER (WHERE ({f}))"))
+                .unwrap_or_default();
+            format!("count(*){condition}::{} AS \"__n{}\"", c.sql_type, i + 1)
+        })
+        .collect();
+    format!(
+        "SELECT {}.{} AS \"__k\", {} FROM {} GROUP BY 1",
+        ident(&count.table),
+        ident(&count.column),
+        aggregates.join(", "),
+        qualified(schema, &count.table)
+    )
+}
+
 /// The bytes of an integer type in the binary `COPY` format.
 fn integer_width(sql_type: &str) -> Option<usize> {
     match sql_type {
@@ -592,15 +581,6 @@ impl Plan {
             .chain(counted)
     }
 
-    /// The key sets collected on the source ([`KeySet::from_source`]), by number, with the
-    /// statement that streams each.
-    pub fn source_key_sets(&self) -> impl Iterator<Item = (usize, String)> {
-        self.key_sets.iter().enumerate().filter_map(|(n, set)| {
-            let table = self.tables.iter().find(|t| t.name == set.table)?;
-            set.from_source.then(|| (n, set.source_copy(&table.select)))
-        })
-    }
-
     /// The plan as SQL for people (`run --explain`): per table, the statements on each side.
     pub fn explain(&self, source_schema: &str, loading: &str) -> String {
         let mut out = String::new();
@@ -631,10 +611,12 @@ impl Plan {
                         .iter()
                         .map(|&n| {
                             let set = &self.key_sets[n];
-                            match self.source_key_sets().find(|(m, _)| *m == n) {
-                                Some((_, source)) => format!(
-                                    "--   :'{}' = the keys {source} streams, on the source;",
-                                    KeySet::variable(n)
+                            let referred = self.tables.iter().find(|t| t.name == set.table);
+                            match referred.filter(|_| set.from_source) {
+                                Some(referred) => format!(
+                                    "--   :'{}' = the keys {} streams, on the source;",
+                                    KeySet::variable(n),
+                                    set.source_copy(&referred.select)
                                 ),
                                 None => format!(
                                     "--   :'{}' = {};",
@@ -670,9 +652,8 @@ impl Plan {
             if let Some(statements) = t.recount(loading, RECOUNT_STAGING) {
                 let when = if t.counts_as_copied() {
                     "if those counts take more than STATS_ANONYMIZE_KEY_MEMORY, once it is loaded"
-                        .to_owned()
                 } else {
-                    "once it and the tables it counts are loaded".to_owned()
+                    "once it and the tables it counts are loaded"
                 };
                 let _ = writeln!(
                     out,
@@ -1307,8 +1288,8 @@ mod tests {
              coalesce(\"__c1\".\"__n2\", 0)::integer AS \"late_messages_count\""
         ));
         assert!(create.contains(
-            "(SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n1\", \
-             count(*) FILTER (WHERE (id > 10)) AS \"__n2\" FROM \"s\".\"messages\" GROUP BY 1)"
+            "(SELECT \"messages\".\"request_id\" AS \"__k\", count(*)::integer AS \"__n1\", \
+             count(*) FILTER (WHERE (id > 10))::integer AS \"__n2\" FROM \"s\".\"messages\" GROUP BY 1)"
         ));
     }
 
@@ -1331,7 +1312,7 @@ mod tests {
                 "CREATE TABLE \"s\".\"__recount\" WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false) AS SELECT \"requests\".\"id\", \"requests\".\"title\", \
                  \"requests\".\"prominence\", \"requests\".\"created_at\", \
                  coalesce(\"__c1\".\"__n1\", 0)::integer AS \"messages_count\" FROM \"s\".\"requests\" AS \"requests\" \
-                 LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*) AS \"__n1\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
+                 LEFT JOIN (SELECT \"messages\".\"request_id\" AS \"__k\", count(*)::integer AS \"__n1\" FROM \"s\".\"messages\" GROUP BY 1) AS \"__c1\" \
                  ON \"__c1\".\"__k\" = \"requests\".\"id\"",
                 "DROP TABLE \"s\".\"requests\"",
                 "ALTER TABLE \"s\".\"__recount\" RENAME TO \"requests\"",
@@ -1471,19 +1452,16 @@ mod tests {
         assert_eq!(plan.needs(requests).collect::<Vec<_>>(), ["messages"]);
         assert_eq!(plan.needs(messages).count(), 0);
         assert_eq!(
-            plan.source_key_sets().collect::<Vec<_>>(),
-            [(
-                0,
-                copy_out(&format!(
-                    "SELECT \"__q\".\"id\" FROM ({}) AS \"__q\"",
-                    requests.select
-                ))
-            )]
+            plan.key_sets[0].source_copy(&requests.select),
+            copy_out(&format!(
+                "SELECT \"__q\".\"id\" FROM ({}) AS \"__q\"",
+                requests.select
+            ))
         );
         assert_eq!(
             requests.count_reads("s").unwrap(),
             [CountRead {
-                query: "COPY (SELECT \"messages\".\"request_id\"::integer AS \"__k\", count(*)::integer FROM \"s\".\"messages\" GROUP BY 1) TO STDOUT (FORMAT binary)".to_owned(),
+                query: "COPY (SELECT \"messages\".\"request_id\" AS \"__k\", count(*)::integer AS \"__n1\" FROM \"s\".\"messages\" GROUP BY 1) TO STDOUT (FORMAT binary)".to_owned(),
                 key: 0,
                 counters: vec![(4, 4)],
             }]

@@ -280,27 +280,21 @@ pub async fn sample(
                         qualified(source_schema, &column.table)
                     )
                 };
-                let failed =
-                    |e| Error::db(format!("sampling {column} for the leak scan"), &e);
-                let mut values: Vec<String> = Vec::new();
-                if percent < 100.0 {
-                    values = client
-                        .query(&query(&format!(" TABLESAMPLE SYSTEM ({percent})")), &[&min_length, &size])
+                let fetch = async |part: &str| {
+                    let rows = client
+                        .query(&query(part), &[&min_length, &size])
                         .await
-                        .map_err(failed)?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
-                }
+                        .map_err(|e| Error::db(format!("sampling {column} for the leak scan"), &e))?;
+                    Ok::<Vec<String>, Error>(rows.iter().map(|r| r.get(0)).collect())
+                };
+                let mut values = if percent < 100.0 {
+                    fetch(&format!(" TABLESAMPLE SYSTEM ({percent})")).await?
+                } else {
+                    Vec::new()
+                };
                 // Fewer rows than asked for: the part read was too small, or the table is.
                 if values.len() < rules.scan.sample_size as usize {
-                    values = client
-                        .query(&query(""), &[&min_length, &size])
-                        .await
-                        .map_err(failed)?
-                        .iter()
-                        .map(|r| r.get(0))
-                        .collect();
+                    values = fetch("").await?;
                 }
                 values.sort_unstable();
                 values.dedup();

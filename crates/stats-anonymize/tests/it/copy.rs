@@ -645,7 +645,7 @@ fn dry_run_counts_and_explain_prints_the_sql_without_writing() {
         "= the keys COPY (SELECT \"__q\".\"id\" FROM (SELECT \"info_requests\".\"id\" AS \"id\""
     ));
     assert!(out.stdout.contains(
-        "COPY (SELECT \"incoming_messages\".\"info_request_id\"::integer AS \"__k\", count(*)::integer FROM \"stats__loading\".\"incoming_messages\" GROUP BY 1) TO STDOUT (FORMAT binary)"
+        "COPY (SELECT \"incoming_messages\".\"info_request_id\" AS \"__k\", count(*)::integer AS \"__n1\" FROM \"stats__loading\".\"incoming_messages\" GROUP BY 1) TO STDOUT (FORMAT binary)"
     ));
     assert!(!out.stdout.contains(crate::support::KEY));
     assert!(
