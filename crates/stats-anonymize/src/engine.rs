@@ -32,12 +32,12 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pg::{self, ident, literal, qualified};
-use crate::plan::{self, Plan, RECOUNT_STAGING, TablePlan};
+use crate::plan::{self, KeyValues, Plan, RECOUNT_STAGING, TablePlan};
 use crate::pseudonym::{self, PaddedKeys};
 use crate::rules::{Problems, Rules};
 use crate::scan::{self, Needles};
 use crate::schema::{self, Schema};
-use crate::stream::{self, KeyText};
+use crate::stream::{self, KeyCollector};
 use crate::target::{self, Mark, Names};
 
 /// What a run needs.
@@ -405,7 +405,8 @@ struct Ready {
     target: tokio_postgres::Client,
     /// The jobs, unless it is a dry run.
     jobs: Option<Jobs>,
-    /// Whether the source hashes `= ANY` of a constant array, as [`plan::KeyedSelect`] needs.
+    /// Whether the source hashes `= ANY` of a constant array, as [`plan::KeyedSelect`] needs (and
+    /// has `get_bit(bytea, bigint)`, for keys written as bits: both came in PostgreSQL 14).
     hashes_arrays: bool,
 }
 
@@ -700,7 +701,7 @@ enum Keys {
     /// Not collected yet (from its table's copy, or on the source).
     Pending,
     /// Collected from the copy.
-    Read(Arc<str>),
+    Read(Arc<KeyValues>),
     /// Its keys take more than [`Job::key_memory`], no table still to copy reads it,
     /// or the source cannot hash them: the tables still to copy check the reference by its chain.
     Unused,
@@ -810,7 +811,7 @@ impl<'p> Schedule<'p> {
 
     /// The next ready task, with the key sets a copy reads; waits while none is ready but tasks
     /// under way will make some ready; `None` once nothing is left.
-    async fn next(&self) -> Option<(Task, &'p TablePlan, Vec<(usize, Arc<str>)>)> {
+    async fn next(&self) -> Option<(Task, &'p TablePlan, Vec<(usize, Arc<KeyValues>)>)> {
         loop {
             let changed = self.changed.notified();
             {
@@ -845,7 +846,7 @@ impl<'p> Schedule<'p> {
         task: Task,
         table: &'p TablePlan,
         seconds: f64,
-        keys: Vec<(usize, Option<String>)>,
+        keys: Vec<(usize, Option<KeyValues>)>,
         counted: bool,
     ) -> u64 {
         let mut state = self.lock();
@@ -859,7 +860,7 @@ impl<'p> Schedule<'p> {
             state.done.insert((&table.name, TaskKind::Recount));
         }
         for (n, read) in keys {
-            state.keys[n].0 = read.map_or(Keys::Unused, |k| Keys::Read(k.into()));
+            state.keys[n].0 = read.map_or(Keys::Unused, |k| Keys::Read(Arc::new(k)));
         }
         if let Some(i) = state
             .running
@@ -946,7 +947,7 @@ impl State<'_> {
 
     /// The key sets `table`'s keyed SELECT reads, all of them read; or none (the chain SELECT).
     /// Either way, `table` no longer needs them: a set no table needs any more is dropped.
-    fn take_keys(&mut self, table: &TablePlan) -> Vec<(usize, Arc<str>)> {
+    fn take_keys(&mut self, table: &TablePlan) -> Vec<(usize, Arc<KeyValues>)> {
         let Some(keyed) = &table.keyed else {
             return Vec::new();
         };
@@ -1114,12 +1115,12 @@ async fn copy_task(
     schedule: &Schedule<'_>,
     (source, target): (&tokio_postgres::Client, &tokio_postgres::Client),
     table: &TablePlan,
-    keys: &[(usize, Arc<str>)],
+    keys: &[(usize, Arc<KeyValues>)],
     needles: &Needles,
     key_memory: usize,
 ) -> Result<Copied> {
     let loading = schedule.loading;
-    let collect: Vec<(usize, KeyText)> = schedule
+    let collect: Vec<(usize, KeyCollector)> = schedule
         .plan
         .key_sets
         .iter()
@@ -1127,7 +1128,7 @@ async fn copy_task(
         .filter(|(n, set)| set.table == table.name && !set.from_source && schedule.wanted(*n))
         .filter_map(|(n, set)| {
             let column = table.columns.iter().position(|c| c.name == set.column)?;
-            Some((n, KeyText::new(column, set.kind, key_memory)))
+            Some((n, KeyCollector::new(column, set.kind, key_memory)))
         })
         .collect();
     let counts = match table.count_reads(loading) {
@@ -1168,8 +1169,8 @@ async fn source_keys(
     set: &plan::KeySet,
     table: &TablePlan,
     key_memory: usize,
-) -> Result<Option<String>> {
-    let mut keys = KeyText::new(0, set.kind, key_memory);
+) -> Result<Option<KeyValues>> {
+    let mut keys = KeyCollector::new(0, set.kind, key_memory);
     let query = set.source_copy(&table.select);
     let what = format!("reading the keys of {} on the source", table.name);
     each_row(source, &query, 1, &what, &mut |row| keys.row(row)).await?;
@@ -1245,7 +1246,7 @@ struct Copied {
     /// Seconds the leak scan spent searching its rows.
     scanning: f64,
     /// The key sets collected from it, by number; `None` past [`Job::key_memory`].
-    keys: Vec<(usize, Option<String>)>,
+    keys: Vec<(usize, Option<KeyValues>)>,
     /// Whether it filled its counter caches.
     counted: bool,
 }
@@ -1257,9 +1258,9 @@ const PIECE: usize = 64 << 10;
 /// What a copy does besides streaming the rows.
 struct Extras<'k> {
     /// The key sets written into its keyed SELECT; none for its chain SELECT.
-    keys: &'k [(usize, Arc<str>)],
+    keys: &'k [(usize, Arc<KeyValues>)],
     /// The key sets to collect from its rows.
-    collect: Vec<(usize, KeyText)>,
+    collect: Vec<(usize, KeyCollector)>,
     /// The counts to write into its rows.
     counts: Option<stream::Counts>,
 }
@@ -1422,7 +1423,7 @@ mod tests {
     use crate::plan::fixtures::{plan, table};
 
     /// The next task, which must be ready now.
-    fn next<'p>(schedule: &Schedule<'p>) -> (Task, &'p str, Vec<(usize, Arc<str>)>) {
+    fn next<'p>(schedule: &Schedule<'p>) -> (Task, &'p str, Vec<(usize, Arc<KeyValues>)>) {
         let (task, table, keys) = schedule
             .next()
             .now_or_never()
@@ -1449,11 +1450,12 @@ mod tests {
             Task::Keys(0),
             requests,
             1.0,
-            vec![(0, Some("{1,2}".to_owned()))],
+            vec![(0, Some(KeyValues::Array("{1,2}".to_owned())))],
             false,
         );
 
-        let keys: Vec<(usize, Arc<str>)> = vec![(0, Arc::from("{1,2}"))];
+        let keys: Vec<(usize, Arc<KeyValues>)> =
+            vec![(0, Arc::new(KeyValues::Array("{1,2}".to_owned())))];
         assert_eq!(next(&schedule), (Task::Copy, "messages", keys.clone()));
         assert_eq!(next(&schedule), (Task::Copy, "tags", keys));
         assert!(!schedule.wanted(0), "no copy is left to read the keys");
@@ -1523,7 +1525,7 @@ mod tests {
             tokio::join!(waiting, async {
                 // The other job is waiting by now: nothing was ready when it looked.
                 tokio::task::yield_now().await;
-                let keys = vec![(0, Some("{1}".to_owned()))];
+                let keys = vec![(0, Some(KeyValues::Array("{1}".to_owned())))];
                 schedule.finished(Task::Keys(0), table(&plan, requests), 1.0, keys, false);
             })
         });

@@ -271,7 +271,7 @@ impl TablePlan {
 }
 
 /// The keys of the rows of a table the rules copy, collected from its copy's stream as it is
-/// loaded (it holds exactly those rows; [`crate::stream::KeyText`]) and written into the queries
+/// loaded (it holds exactly those rows; [`crate::stream::KeyCollector`]) and written into the queries
 /// of the tables referring to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySet {
@@ -342,23 +342,119 @@ impl KeyKind {
     }
 }
 
+/// The keys of a [`KeySet`] as a run writes them into the queries reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValues {
+    /// The text of an array constant (`{1,2,3}`), searched as `"t"."p_id" = ANY('{…}'::integer[])`.
+    /// PostgreSQL (14 and later) hashes the elements of a constant array once per query and
+    /// probes that for every row.
+    Array(String),
+    /// Integer keys as bits: key `k` is in the set when bit `k - low` of `bits` is set (bit `i`
+    /// is bit `i % 8` of byte `i / 8`, as `get_bit` numbers them). Dense keys, as serial ids
+    /// mostly are, take a bit each instead of their digits, and a row is checked by reading one
+    /// bit instead of hashing its key: a tenth of the time of `= ANY` for events.
+    Bits {
+        /// The smallest key.
+        low: i64,
+        /// One bit per key from `low` to the largest.
+        bits: Vec<u8>,
+    },
+}
+
+impl KeyValues {
+    /// Integer keys in whichever form takes fewer bytes of query text: bits, or the array's
+    /// text; `None` when that takes more than `limit` bytes.
+    pub fn of_integers(keys: &[i64], limit: usize) -> Option<Self> {
+        let (Some(&low), Some(&high)) = (keys.iter().min(), keys.iter().max()) else {
+            return (limit >= 2).then(|| Self::Array("{}".to_owned()));
+        };
+        let array_bytes: usize = keys.iter().map(|k| decimal_digits(*k) + 1).sum::<usize>() + 1;
+        // The span is at most 2^64 - 1 keys, in i128 without overflow.
+        let span = i128::from(high) - i128::from(low) + 1;
+        let bits_bytes = usize::try_from((span + 7) / 8).ok();
+        match bits_bytes.filter(|&bytes| bytes.saturating_mul(2) < array_bytes) {
+            Some(bytes) if bytes.saturating_mul(2) <= limit => {
+                let mut bits = vec![0_u8; bytes];
+                // Every key is at most `span - 1` past `low`, whose bits' bytes fit a `usize`.
+                for bit in keys
+                    .iter()
+                    .filter_map(|key| usize::try_from(key.abs_diff(low)).ok())
+                {
+                    bits[bit / 8] |= 1 << (bit % 8);
+                }
+                Some(Self::Bits { low, bits })
+            }
+            _ if array_bytes <= limit => {
+                let mut text = String::with_capacity(array_bytes);
+                text.push('{');
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    let _ = write!(text, "{key}");
+                }
+                text.push('}');
+                Some(Self::Array(text))
+            }
+            _ => None,
+        }
+    }
+
+    /// The condition that `column` (compared as `array_type`) is one of the keys: true, or NULL
+    /// (never false, which a `NOT` around it would turn into true). In a `CASE`, which the
+    /// planner does not look into: it estimates `= ANY` of a constant array element by element,
+    /// a quarter of a second for the 330,000 keys of events, to plan a query that takes less.
+    fn condition(&self, column: &str, array_type: &str) -> String {
+        match self {
+            Self::Array(text) => format!(
+                "CASE WHEN {column} = ANY({}::{array_type}[]) THEN true END",
+                literal(text)
+            ),
+            Self::Bits { low, bits } => {
+                let high =
+                    i128::from(*low) + i128::try_from(bits.len()).unwrap_or(i128::MAX) * 8 - 1;
+                format!(
+                    "CASE WHEN {column} BETWEEN ({low}) AND ({high}) \
+                     THEN get_bit(decode('{}', 'hex'), {column}::bigint - ({low})) = 1 END",
+                    hex::encode(bits)
+                )
+            }
+        }
+    }
+}
+
+/// The number of characters of `n` in decimal.
+fn decimal_digits(n: i64) -> usize {
+    let sign = usize::from(n < 0);
+    sign + n
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |digits| digits as usize + 1)
+}
+
 /// A table's SELECT for a run: each reference to a table loaded before it is checked against that
-/// table's [`KeySet`], written into the query as an array constant
-/// (`"t"."p_id" = ANY('{…}'::integer[])`, in a `CASE` that keeps the planner from estimating it
-/// key by key).
-/// PostgreSQL (14 and later) hashes the elements of a constant array once per query and probes
-/// that for every row: no join, no `DISTINCT`, no session setting to parse and unnest, which took
-/// a third of the time of a copy of events. Column and keys are compared in one type (the
-/// column's, or `bigint` or `text` for a mix of their kinds), as a comparison across two types has
-/// two hash functions and is searched element by element instead.
+/// table's [`KeySet`], written into the query as a constant ([`KeyValues`]): no join, no
+/// `DISTINCT`, no session setting to parse and unnest, which took a third of the time of a copy of
+/// events. Column and keys are compared in one type (the column's, or `bigint` or `text` for a mix
+/// of their kinds), as a comparison across two types has two hash functions and is searched element
+/// by element instead.
 #[derive(Debug, Clone)]
 pub struct KeyedSelect {
-    /// The SELECT's text between its key sets: one piece more than `slots`.
+    /// The SELECT's text between its key sets' conditions: one piece more than `slots`.
     pieces: Vec<String>,
-    /// What goes between two pieces: the key set's number and the type of its array.
-    slots: Vec<(usize, String)>,
+    /// What goes between two pieces: the key set's number, the column compared and its type.
+    slots: Vec<Slot>,
     /// The key sets it reads, as indexes into [`Plan::key_sets`].
     pub key_sets: Vec<usize>,
+}
+
+/// A condition of a [`KeyedSelect`] on a key set: its number, the column (an SQL expression) that
+/// must be one of its keys, and the type they are compared as.
+#[derive(Debug, Clone)]
+struct Slot {
+    key_set: usize,
+    column: String,
+    array_type: String,
 }
 
 /// Stands for the slot numbered between two of them while a keyed SELECT is generated: it is in
@@ -366,7 +462,7 @@ pub struct KeyedSelect {
 const SLOT_MARK: char = '\0';
 
 impl KeyedSelect {
-    fn new(generated: &str, slots: &[(usize, String)], key_sets: Vec<usize>) -> Self {
+    fn new(generated: &str, slots: &[Slot], key_sets: Vec<usize>) -> Self {
         let mut pieces = Vec::new();
         let mut order = Vec::new();
         for (i, piece) in generated.split(SLOT_MARK).enumerate() {
@@ -384,36 +480,48 @@ impl KeyedSelect {
         }
     }
 
-    /// The SELECT, with `keys(n)` (an SQL expression of key set `n` as text) in every slot.
-    fn select(&self, keys: impl Fn(usize) -> String) -> String {
+    /// The SELECT, with `keys(n)` (key set `n`) in every slot.
+    fn select<'k>(&self, keys: impl Fn(usize) -> std::borrow::Cow<'k, KeyValues>) -> String {
         let mut out = self.pieces[0].clone();
-        for ((n, sql_type), piece) in self.slots.iter().zip(&self.pieces[1..]) {
-            let _ = write!(out, "{}::{sql_type}[]{piece}", keys(*n));
+        for (slot, piece) in self.slots.iter().zip(&self.pieces[1..]) {
+            out.push_str(&keys(slot.key_set).condition(&slot.column, &slot.array_type));
+            out.push_str(piece);
         }
         out
     }
 
-    /// The SELECT with psql variables for the key sets, for `--explain`.
+    /// The SELECT with psql variables for the key sets as arrays, for `--explain`.
     pub fn explained(&self) -> String {
-        self.select(|n| format!(":'{}'", KeySet::variable(n)))
+        let mut out = self.pieces[0].clone();
+        for (slot, piece) in self.slots.iter().zip(&self.pieces[1..]) {
+            let _ = write!(
+                out,
+                "CASE WHEN {} = ANY(:'{}'::{}[]) THEN true END{piece}",
+                slot.column,
+                KeySet::variable(slot.key_set),
+                slot.array_type
+            );
+        }
+        out
     }
 
     /// The SELECT with empty key sets: planned by `check` to find errors.
     pub fn without_keys(&self) -> String {
-        self.select(|_| "'{}'".to_owned())
+        let empty = KeyValues::Array("{}".to_owned());
+        self.select(|_| std::borrow::Cow::Owned(empty.clone()))
     }
 
-    /// The SELECT with each key set's text (`{1,2,3}`), by number, as a constant.
+    /// The SELECT with each key set, by number, as a constant.
     ///
     /// # Panics
     /// If `keys` lacks one of [`Self::key_sets`].
-    pub fn with_keys(&self, keys: &[(usize, std::sync::Arc<str>)]) -> String {
+    pub fn with_keys(&self, keys: &[(usize, std::sync::Arc<KeyValues>)]) -> String {
         self.select(|n| {
-            let (_, text) = keys
+            let (_, values) = keys
                 .iter()
                 .find(|(m, _)| *m == n)
                 .expect("a keyed SELECT is run with every key set it reads");
-            literal(text)
+            std::borrow::Cow::Borrowed(values.as_ref())
         })
     }
 }
@@ -629,7 +737,9 @@ impl Plan {
                     let _ = writeln!(
                         out,
                         "-- on the source, once the keys of the tables it refers to are collected (from their copies,\n\
-                         -- or on the source), written into the query as constants:\n{}\n{};",
+                         -- or on the source), written into the query as constants (integer keys that take fewer bytes\n\
+                         -- as bits are written as `CASE WHEN <column> BETWEEN <low> AND <high>\n\
+                         -- THEN get_bit(decode('<bits>', 'hex'), <column>::bigint - <low>) = 1 END` instead):\n{}\n{};",
                         sets.join("\n"),
                         copy_out(&keyed.explained())
                     );
@@ -987,14 +1097,14 @@ struct Keys<'a> {
     keyed: &'a BTreeMap<(String, usize), Compared>,
     key_sets: &'a mut Vec<KeySet>,
     used: Vec<usize>,
-    /// The SELECT's slots so far: key set and array type.
-    slots: Vec<(usize, String)>,
+    /// The SELECT's slots so far.
+    slots: Vec<Slot>,
 }
 
 impl Keys<'_> {
-    /// `<column> = ANY(<the key set of r>)` for reference number `i` of `table`, with a mark for
-    /// the slot where the key set goes, registering the key set; `None` if the reference cannot
-    /// read a key set.
+    /// A mark for the slot where the condition that `column` is one of the keys of reference
+    /// number `i` of `table` goes ([`KeyValues::condition`]), registering the key set; `None` if
+    /// the reference cannot read a key set.
     fn found(&mut self, column: &str, table: &str, i: usize, r: &Reference) -> Option<String> {
         let compared = self.keyed.get(&(table.to_owned(), i))?;
         let set = KeySet {
@@ -1019,14 +1129,12 @@ impl Keys<'_> {
             None => (column.to_owned(), compared.key_type.clone()),
             Some(common) => (format!("{column}::{common}"), common.clone()),
         };
-        self.slots.push((n, array_type));
-        // In a CASE, which the planner does not look into: it estimates `= ANY` of a constant
-        // array element by element, a quarter of a second for the 330,000 keys of events, to
-        // plan a query that takes less. The executor still hashes the array.
-        Some(format!(
-            "CASE WHEN {column} = ANY({SLOT_MARK}{}{SLOT_MARK}) THEN true END",
-            self.slots.len() - 1
-        ))
+        self.slots.push(Slot {
+            key_set: n,
+            column,
+            array_type,
+        });
+        Some(format!("{SLOT_MARK}{}{SLOT_MARK}", self.slots.len() - 1))
     }
 }
 
@@ -1431,10 +1539,19 @@ mod tests {
              FROM \"public\".\"messages\" \
              WHERE CASE WHEN \"messages\".\"request_id\" = ANY(:'keys_0'::integer[]) THEN true END"
         );
+        let array = |text: &str| std::sync::Arc::new(KeyValues::Array(text.to_owned()));
         assert_eq!(
-            keyed.with_keys(&[(0, "{1,2}".into())]),
+            keyed.with_keys(&[(0, array("{1,2}"))]),
             keyed.explained().replace(":'keys_0'", "'{1,2}'")
         );
+        let bits = std::sync::Arc::new(KeyValues::Bits {
+            low: -3,
+            bits: vec![0b1000_0001, 0b10],
+        });
+        assert!(keyed.with_keys(&[(0, bits)]).ends_with(
+            "WHERE CASE WHEN \"messages\".\"request_id\" BETWEEN (-3) AND (12) \
+             THEN get_bit(decode('8102', 'hex'), \"messages\".\"request_id\"::bigint - (-3)) = 1 END"
+        ));
         assert_eq!(
             keyed.without_keys(),
             keyed.explained().replace(":'keys_0'", "'{}'")
@@ -1544,10 +1661,48 @@ mod tests {
     }
 
     #[test]
+    fn integer_keys_take_the_shorter_form() {
+        let of = |keys: &[i64]| KeyValues::of_integers(keys, 1 << 20);
+        // Dense: a bit each, from the smallest; bit i is bit i % 8 of byte i / 8.
+        let dense: Vec<i64> = (1..=20).filter(|k| k % 10 != 0).collect();
+        assert_eq!(
+            of(&dense),
+            Some(KeyValues::Bits {
+                low: 1,
+                bits: vec![0xff, 0xfd, 0x07]
+            })
+        );
+        assert_eq!(
+            of(&[-5, -4]),
+            Some(KeyValues::Bits {
+                low: -5,
+                bits: vec![0b11]
+            })
+        );
+        // Sparse: the array is shorter, and spans past what bits could hold are arrays.
+        assert_eq!(
+            of(&[1, 1_000_000]),
+            Some(KeyValues::Array("{1,1000000}".to_owned()))
+        );
+        assert_eq!(
+            of(&[i64::MIN, i64::MAX]),
+            Some(KeyValues::Array(format!("{{{},{}}}", i64::MIN, i64::MAX)))
+        );
+        assert_eq!(of(&[]), Some(KeyValues::Array("{}".to_owned())));
+        // Past the limit in either form.
+        assert_eq!(KeyValues::of_integers(&[1, 1_000_000], 5), None);
+        assert_eq!(KeyValues::of_integers(&dense, 5), None);
+        assert_eq!(decimal_digits(0), 1);
+        assert_eq!(decimal_digits(-10), 3);
+        assert_eq!(decimal_digits(i64::MIN), 20);
+    }
+
+    #[test]
     fn keys_are_quoted_as_constants() {
         let plan = plan();
         let keyed = table(&plan, "messages").keyed.as_ref().unwrap();
-        let select = keyed.with_keys(&[(0, r#"{"it's"}"#.into())]);
+        let keys = KeyValues::Array(r#"{"it's"}"#.to_owned());
+        let select = keyed.with_keys(&[(0, keys.into())]);
         assert!(select.contains(r#"= ANY('{"it''s"}'::integer[])"#));
     }
 

@@ -2,7 +2,7 @@
 //! (<https://www.postgresql.org/docs/15/sql-copy.html#id-1.9.3.55.9.4>).
 //!
 //! Three things need them: the leak scan ([`crate::scan::StreamScan`]), the key sets
-//! ([`KeyText`]) and the counter caches ([`Counts`]). All read or write the bytes the target
+//! ([`KeyCollector`]) and the counter caches ([`Counts`]). All read or write the bytes the target
 //! stores, on their way there, so none has to read or rewrite the loaded table (the key sets were
 //! read back with a query, two scans of the copy and its keys turned into text, on the path from
 //! one copy to the next; the counter caches were filled by rebuilding the table).
@@ -12,7 +12,7 @@ use std::ops::Range;
 use bytes::{BufMut as _, BytesMut};
 use rustc_hash::FxHashMap;
 
-use crate::plan::{CountRead, KeyKind};
+use crate::plan::{CountRead, KeyKind, KeyValues};
 
 /// Splits a binary `COPY` stream into rows, however its chunks cut it.
 #[derive(Debug)]
@@ -163,28 +163,41 @@ pub fn fields(mut row: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
     })
 }
 
-/// The keys of a key set, collected from its table's stream as the text of an array constant
-/// (`{1,2,3}`), as the keyed SELECTs of the tables referring to it take them.
+/// The keys of a key set, collected from its table's stream in the form the keyed SELECTs of the
+/// tables referring to it take them ([`KeyValues`]).
 #[derive(Debug)]
-pub struct KeyText {
+pub struct KeyCollector {
     /// The key column's position in the copy.
     column: usize,
     kind: KeyKind,
-    /// The most bytes its text may take.
+    /// The most bytes its query text may take.
     limit: usize,
     /// `None` once past `limit`.
-    text: Option<String>,
+    keys: Option<Collected>,
 }
 
-impl KeyText {
+/// Keys collected so far.
+#[derive(Debug)]
+enum Collected {
+    /// Integer keys, written as bits or as an array once all are known.
+    Integers(Vec<i64>),
+    /// Other keys: the text of an array constant, without its closing brace.
+    Text(String),
+}
+
+impl KeyCollector {
     /// Collects the values of the copy's column number `column`, of `kind`, in at most `limit`
-    /// bytes of text.
+    /// bytes of query text.
     pub fn new(column: usize, kind: KeyKind, limit: usize) -> Self {
+        let keys = match kind {
+            KeyKind::Integer => Collected::Integers(Vec::new()),
+            KeyKind::Text | KeyKind::Uuid => Collected::Text("{".to_owned()),
+        };
         Self {
             column,
             kind,
             limit,
-            text: Some("{".to_owned()),
+            keys: Some(keys),
         }
     }
 
@@ -193,76 +206,78 @@ impl KeyText {
     /// # Errors
     /// When the value is not one of the key's type.
     pub fn row(&mut self, row: &[u8]) -> Result<(), String> {
-        let Some(text) = &mut self.text else {
+        let Some(keys) = &mut self.keys else {
             return Ok(());
         };
         let Some(Some(value)) = fields(row).nth(self.column) else {
             return Ok(());
         };
-        if text.len() > 1 {
-            text.push(',');
-        }
         let malformed = || format!("a malformed {:?} key in the COPY data", self.kind);
-        let integer = |bytes: &[u8]| -> Result<i64, String> {
-            if let Ok(two) = <[u8; 2]>::try_from(bytes) {
-                Ok(i16::from_be_bytes(two).into())
-            } else if let Ok(four) = <[u8; 4]>::try_from(bytes) {
-                Ok(i32::from_be_bytes(four).into())
-            } else {
-                <[u8; 8]>::try_from(bytes)
-                    .map(i64::from_be_bytes)
-                    .map_err(|_| malformed())
+        let held = match keys {
+            Collected::Integers(integers) => {
+                let integer = if let Ok(two) = <[u8; 2]>::try_from(value) {
+                    i16::from_be_bytes(two).into()
+                } else if let Ok(four) = <[u8; 4]>::try_from(value) {
+                    i32::from_be_bytes(four).into()
+                } else {
+                    <[u8; 8]>::try_from(value)
+                        .map(i64::from_be_bytes)
+                        .map_err(|_| malformed())?
+                };
+                integers.push(integer);
+                integers.len() * std::mem::size_of::<i64>()
             }
-        };
-        match self.kind {
-            KeyKind::Integer => {
-                use std::fmt::Write as _;
-                let _ = write!(text, "{}", integer(value)?);
-            }
-            KeyKind::Uuid => {
-                let hex = hex::encode(value);
-                if hex.len() != 32 {
-                    return Err(malformed());
+            Collected::Text(text) => {
+                if text.len() > 1 {
+                    text.push(',');
                 }
-                for (i, piece) in [0..8, 8..12, 12..16, 16..20, 20..32]
-                    .into_iter()
-                    .enumerate()
-                {
-                    if i > 0 {
-                        text.push('-');
+                if self.kind == KeyKind::Uuid {
+                    let hex = hex::encode(value);
+                    if hex.len() != 32 {
+                        return Err(malformed());
                     }
-                    text.push_str(&hex[piece]);
-                }
-            }
-            KeyKind::Text => {
-                let value = std::str::from_utf8(value).map_err(|_| malformed())?;
-                text.push('"');
-                if value.contains(['"', '\\']) {
-                    for c in value.chars() {
-                        if matches!(c, '"' | '\\') {
-                            text.push('\\');
+                    for (i, piece) in [0..8, 8..12, 12..16, 16..20, 20..32]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if i > 0 {
+                            text.push('-');
                         }
-                        text.push(c);
+                        text.push_str(&hex[piece]);
                     }
                 } else {
-                    text.push_str(value);
+                    let value = std::str::from_utf8(value).map_err(|_| malformed())?;
+                    text.push('"');
+                    if value.contains(['"', '\\']) {
+                        for c in value.chars() {
+                            if matches!(c, '"' | '\\') {
+                                text.push('\\');
+                            }
+                            text.push(c);
+                        }
+                    } else {
+                        text.push_str(value);
+                    }
+                    text.push('"');
                 }
-                text.push('"');
+                text.len()
             }
-        }
-        if text.len() > self.limit {
-            self.text = None;
+        };
+        if held > self.limit {
+            self.keys = None;
         }
         Ok(())
     }
 
-    /// The array constant; `None` when it would take more than its limit.
-    pub fn finish(self) -> Option<String> {
-        let limit = self.limit;
-        self.text.filter(|text| text.len() < limit).map(|mut text| {
-            text.push('}');
-            text
-        })
+    /// The keys; `None` when they would take more than the limit.
+    pub fn finish(self) -> Option<KeyValues> {
+        match self.keys? {
+            Collected::Integers(integers) => KeyValues::of_integers(&integers, self.limit),
+            Collected::Text(mut text) => {
+                text.push('}');
+                (text.len() <= self.limit).then_some(KeyValues::Array(text))
+            }
+        }
     }
 }
 
@@ -486,8 +501,8 @@ pub mod tests {
         assert_eq!(err, "refused");
     }
 
-    fn keys(kind: KeyKind, values: &[Option<Vec<u8>>]) -> Option<String> {
-        let mut keys = KeyText::new(1, kind, 1 << 20);
+    fn keys(kind: KeyKind, values: &[Option<Vec<u8>>]) -> Option<KeyValues> {
+        let mut keys = KeyCollector::new(1, kind, 1 << 20);
         for value in values {
             let mut row = Vec::new();
             field(&mut row, Some(b"other column"));
@@ -495,6 +510,10 @@ pub mod tests {
             keys.row(&row).unwrap();
         }
         keys.finish()
+    }
+
+    fn array(text: &str) -> KeyValues {
+        KeyValues::Array(text.to_owned())
     }
 
     #[test]
@@ -510,9 +529,9 @@ pub mod tests {
                 ]
             )
             .unwrap(),
-            "{7,-3,9223372036854775807}"
+            array("{7,-3,9223372036854775807}")
         );
-        assert_eq!(keys(KeyKind::Integer, &[None]).unwrap(), "{}");
+        assert_eq!(keys(KeyKind::Integer, &[None]).unwrap(), array("{}"));
         assert_eq!(
             keys(
                 KeyKind::Text,
@@ -523,13 +542,13 @@ pub mod tests {
                 ]
             )
             .unwrap(),
-            r#"{"plain","a \"quoted\" \\ one, {x}",""}"#
+            array(r#"{"plain","a \"quoted\" \\ one, {x}",""}"#)
         );
         assert_eq!(
             keys(KeyKind::Uuid, &[Some((0u8..16).collect())]).unwrap(),
-            "{00010203-0405-0607-0809-0a0b0c0d0e0f}"
+            array("{00010203-0405-0607-0809-0a0b0c0d0e0f}")
         );
-        let mut wrong = KeyText::new(0, KeyKind::Integer, 1 << 20);
+        let mut wrong = KeyCollector::new(0, KeyKind::Integer, 1 << 20);
         let mut row = Vec::new();
         field(&mut row, Some(b"abc"));
         assert!(wrong.row(&row).is_err());
@@ -620,18 +639,19 @@ pub mod tests {
     #[test]
     fn keys_past_the_limit_are_not_kept() {
         let collect = |limit: usize, keys: i32| {
-            let mut text = KeyText::new(0, KeyKind::Integer, limit);
+            let mut collector = KeyCollector::new(0, KeyKind::Integer, limit);
             for n in 0..keys {
                 let mut row = Vec::new();
-                field(&mut row, Some(&n.to_be_bytes()));
-                text.row(&row).unwrap();
+                field(&mut row, Some(&(n * 1000).to_be_bytes()));
+                collector.row(&row).unwrap();
             }
-            text.finish()
+            collector.finish()
         };
-        assert_eq!(collect(100, 3).as_deref(), Some("{0,1,2}"));
+        assert_eq!(collect(100, 3), Some(array("{0,1000,2000}")));
+        // 100 keys take 800 bytes of memory.
         assert_eq!(collect(100, 100), None);
         assert_eq!(collect(0, 1), None);
         assert_eq!(collect(0, 0), None);
-        assert_eq!(collect(2, 0).as_deref(), Some("{}"));
+        assert_eq!(collect(2, 0), Some(array("{}")));
     }
 }
