@@ -65,7 +65,7 @@ pub const STATS_ANONYMIZE_READER_ROLE: Setting = Setting::new(
 /// Parallel table copies.
 pub const STATS_ANONYMIZE_JOBS: Setting = Setting::new(
     "STATS_ANONYMIZE_JOBS",
-    "Tables copied (and scanned, and indexed) at the same time; each job holds one connection to each database.",
+    "Tables copied (and scanned) at the same time; each job holds one connection to each database and also builds indexes, and one more connection to the target only builds indexes.",
 )
 .default("2");
 
