@@ -708,9 +708,11 @@ enum Task {
     /// One at a time: two recounts rebuilding tables that count each other's rows would deadlock.
     Recount,
     /// Build its index number `n` (its primary key among them); ready once it is loaded and,
-    /// if it has counter caches, rebuilt by the recount.
+    /// if it has counter caches, rebuilt by the recount, and no task on it under way holds a lock
+    /// it would wait for ([`locks_out`]).
     Index(usize),
-    /// `ANALYZE` it, when its indexes are.
+    /// `ANALYZE` it; ready as an index build is. Indexes do not change its statistics: the copy
+    /// has no expression index.
     Analyze,
 }
 
@@ -796,9 +798,11 @@ impl<'p> Schedule<'p> {
                 .filter(|t| t.has_counts())
                 .map(|&t| (Task::Recount, t)),
         );
+        // Per table, the tasks that lock out its others first, so that the last tasks of a run
+        // are index builds, which can share a table.
         for &t in &tables {
-            pending.extend((0..t.indexes(loading).len()).map(|n| (Task::Index(n), t)));
             pending.push((Task::Analyze, t));
+            pending.extend((0..t.indexes(loading).len()).map(|n| (Task::Index(n), t)));
         }
         Self {
             plan,
@@ -950,18 +954,13 @@ impl State<'_> {
                     && table.counted().all(|t| self.loaded(t))
                     && !self.running.iter().any(|(t, _)| *t == Task::Recount)
             }
-            Task::Index(_) => self.loaded(name) && rebuilt,
-            Task::Analyze => {
+            Task::Index(_) | Task::Analyze => {
                 self.loaded(name)
                     && rebuilt
                     && !self
-                        .pending
-                        .iter()
-                        .any(|(t, p)| matches!(t, Task::Index(_)) && p.name == name)
-                    && !self
                         .running
                         .iter()
-                        .any(|(t, p)| matches!(t, Task::Index(_)) && *p == name)
+                        .any(|&(other, p)| p == name && locks_out(table, task, other))
             }
         }
     }
@@ -987,6 +986,18 @@ impl State<'_> {
         } else {
             Vec::new()
         }
+    }
+}
+
+/// Whether `task` on `table` would wait for the lock of `running`, another task on it: index
+/// builds share a table (`SHARE` locks), `ANALYZE` (`SHARE UPDATE EXCLUSIVE`) does not share it
+/// with them, and adding the primary key (`ACCESS EXCLUSIVE`) with nothing. A job waiting for a
+/// lock would do nothing meanwhile; it takes another task instead.
+fn locks_out(table: &TablePlan, task: Task, running: Task) -> bool {
+    let primary = |t: Task| matches!(t, Task::Index(n) if table.primary_key() == Some(n));
+    match (task, running) {
+        (Task::Index(_), Task::Index(_)) => primary(task) || primary(running),
+        _ => true,
     }
 }
 
@@ -1485,13 +1496,19 @@ mod tests {
         assert!(matches!(schedule.lock().keys[0].0, Keys::Unused));
         assert!(schedule.next(true).now_or_never().is_none());
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
-        // While copies are left, the builder takes the primary key of messages, loaded.
-        let (task, built, _) = schedule.next(false).now_or_never().flatten().unwrap();
+        // While copies are left, the builder takes the tasks of messages, loaded: ANALYZE, then
+        // the primary key, which waits for it (it would wait for its lock).
+        let builder = || schedule.next(false).now_or_never().flatten();
+        let messages = table(&plan, "messages");
+        let (task, built, _) = builder().unwrap();
+        assert_eq!((task, built.name.as_str()), (Task::Analyze, "messages"));
+        assert!(builder().is_none(), "the primary key waits for ANALYZE");
+        schedule.finished(task, messages, 1.0, vec![], false);
+        let (task, built, _) = builder().unwrap();
         assert_eq!((task, built.name.as_str()), (Task::Index(0), "messages"));
-        schedule.finished(task, built, 1.0, vec![], false);
+        schedule.finished(task, messages, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
         assert!(!schedule.copies_left());
-        assert_eq!(next(&schedule), (Task::Analyze, "messages", vec![]));
         assert!(schedule.next(true).now_or_never().is_none());
         // The copy filled the counter caches: no recount.
         assert_eq!(
@@ -1499,14 +1516,20 @@ mod tests {
             2,
             "the copy, and the recount it spared"
         );
-        assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
-        assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
-        assert!(schedule.next(true).now_or_never().is_none());
-        schedule.finished(Task::Index(0), requests, 1.0, vec![], false);
-        schedule.finished(Task::Index(1), requests, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Analyze, "requests", vec![]));
+        assert!(schedule.next(true).now_or_never().is_none());
+        schedule.finished(Task::Analyze, requests, 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Index(0), "requests", vec![]));
+        assert!(
+            schedule.next(true).now_or_never().is_none(),
+            "the other index waits for the primary key"
+        );
+        schedule.finished(Task::Index(0), requests, 1.0, vec![], false);
+        assert_eq!(next(&schedule), (Task::Index(1), "requests", vec![]));
+        schedule.finished(Task::Index(1), requests, 1.0, vec![], false);
         let state = schedule.lock();
-        assert!((state.index_seconds - 3.0).abs() < 1e-9, "three indexes");
+        assert!(state.pending.is_empty() || state.pending.iter().all(|(_, t)| t.name == "tags"));
+        assert!((state.index_seconds - 5.0).abs() < 1e-9, "five index tasks");
         assert!(state.last_copy.is_some());
         assert!(
             !state.pending.iter().any(|(t, _)| *t == Task::Recount),
@@ -1529,9 +1552,9 @@ mod tests {
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
         assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
-        // While copies are left, the builder takes the primary key of messages, loaded.
+        // While copies are left, the builder takes a task of messages, loaded.
         let (task, built, _) = schedule.next(false).now_or_never().flatten().unwrap();
-        assert_eq!((task, built.name.as_str()), (Task::Index(0), "messages"));
+        assert_eq!((task, built.name.as_str()), (Task::Analyze, "messages"));
         schedule.finished(task, built, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
         schedule.finished(Task::Copy, requests, 1.0, vec![], false);
@@ -1574,9 +1597,9 @@ mod tests {
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
         assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
-        // While copies are left, the builder takes the primary key of messages, loaded.
+        // While copies are left, the builder takes a task of messages, loaded.
         let (task, built, _) = schedule.next(false).now_or_never().flatten().unwrap();
-        assert_eq!((task, built.name.as_str()), (Task::Index(0), "messages"));
+        assert_eq!((task, built.name.as_str()), (Task::Analyze, "messages"));
         schedule.finished(task, built, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
     }
@@ -1595,6 +1618,34 @@ mod tests {
         );
         // No keys: the copy runs the SELECT with the chain.
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
+    }
+
+    #[test]
+    fn only_index_builds_other_than_the_primary_key_share_a_table() {
+        let plan = plan();
+        let requests = table(&plan, "requests");
+        assert_eq!(requests.primary_key(), Some(0));
+        let (key, index) = (Task::Index(0), Task::Index(1));
+        assert!(!locks_out(requests, index, Task::Index(2)));
+        for (task, running) in [
+            (key, index),
+            (index, key),
+            (Task::Analyze, index),
+            (index, Task::Analyze),
+            (Task::Analyze, key),
+            (Task::Recount, Task::Analyze),
+        ] {
+            assert!(
+                locks_out(requests, task, running),
+                "{task:?} with {running:?}"
+            );
+        }
+        // Without a primary key in the copy, index 0 is an index like the others.
+        assert!(!locks_out(
+            table(&plan, "tags"),
+            Task::Index(0),
+            Task::Index(1)
+        ));
     }
 
     #[test]

@@ -87,8 +87,10 @@ pub struct TablePlan {
     pub keyed: Option<KeyedSelect>,
     /// Its columns in the copy, in the source's order.
     pub columns: Vec<TargetColumn>,
-    /// Primary key and index statements, with `{schema}` where the target schema goes.
+    /// Primary key (first) and index statements, with `{table}` where the target table goes.
     indexes: Vec<String>,
+    /// The columns of its primary key, if the copy has one ([`Self::primary_key`]).
+    primary_key: Vec<String>,
     /// Its counter caches, NULL in its SELECT, filled as it is copied or by [`Self::recount`].
     counts: Vec<CountColumn>,
     /// See [`Self::counts_as_copied`].
@@ -108,13 +110,22 @@ impl TablePlan {
         format!("SELECT count(*) FROM ({}) AS \"__q\"", self.select)
     }
 
-    /// `CREATE TABLE` in the target schema. No constraints: the copy is for reading, and a NOT NULL
-    /// column that a rule empties must not fail the load. No autovacuum ([`NO_AUTOVACUUM`]).
+    /// `CREATE TABLE` in the target schema. No constraints but `NOT NULL` on the primary key's
+    /// columns: the copy is for reading, and a NOT NULL column that a rule empties must not fail
+    /// the load; a primary key's columns are kept as they are, and adding the key to nullable
+    /// columns would scan the table once more to check them. No autovacuum ([`NO_AUTOVACUUM`]).
     pub fn create(&self, schema: &str) -> String {
         let columns: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
+            .map(|c| {
+                let not_null = if self.primary_key.contains(&c.name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{not_null}", ident(&c.name), c.sql_type)
+            })
             .collect();
         format!(
             "CREATE TABLE {} ({}) {NO_AUTOVACUUM}",
@@ -260,7 +271,12 @@ impl TablePlan {
             .map(|c| (c.name.as_str(), c.check.as_str()))
     }
 
-    /// The primary key and index statements for the target schema.
+    /// The number of its primary key's statement in [`Self::indexes`], if the copy has one.
+    pub fn primary_key(&self) -> Option<usize> {
+        (!self.primary_key.is_empty()).then_some(0)
+    }
+
+    /// The primary key (first) and index statements for the target schema.
     pub fn indexes(&self, schema: &str) -> Vec<String> {
         let table = qualified(schema, &self.name);
         self.indexes
@@ -977,11 +993,13 @@ impl Builder<'_> {
                             && key.sql_type == counted.sql_type
                             && matches!(KeyKind::of(&key.sql_type), Some(KeyKind::Integer | KeyKind::Uuid)))
             });
+        let (indexes, primary_key) = indexes(source, copy);
         TablePlan {
             name: source.name.clone(),
             select,
             keyed,
-            indexes: indexes(source, copy),
+            indexes,
+            primary_key,
             counts,
             counts_in_stream,
             columns,
@@ -1172,8 +1190,10 @@ fn scan_as(rule: &ColumnRule, sql_type: &str) -> Option<ScanAs> {
 /// The source's indexes that still make sense in the copy: a primary key or unique index whose
 /// columns are all kept as they are (a subset of unique values is unique), and any other index
 /// whose columns are kept or generalised dates. Expression and partial indexes are not copied.
-fn indexes(source: &Table, copy: &CopyRule) -> Vec<String> {
+/// Returns their statements, the primary key's first, and the primary key's columns.
+fn indexes(source: &Table, copy: &CopyRule) -> (Vec<String>, Vec<String>) {
     let mut out = Vec::new();
+    let mut primary_key = Vec::new();
     for index in &source.indexes {
         let rules: Vec<&ColumnRule> = index
             .columns
@@ -1188,10 +1208,14 @@ fn indexes(source: &Table, copy: &CopyRule) -> Vec<String> {
         let columns = columns.join(", ");
         if index.primary {
             if all_kept {
-                out.push(format!(
-                    "ALTER TABLE {{table}} ADD CONSTRAINT {} PRIMARY KEY ({columns})",
-                    ident(&index.name)
-                ));
+                out.insert(
+                    0,
+                    format!(
+                        "ALTER TABLE {{table}} ADD CONSTRAINT {} PRIMARY KEY ({columns})",
+                        ident(&index.name)
+                    ),
+                );
+                primary_key.clone_from(&index.columns);
             }
         } else if index.unique {
             if all_kept {
@@ -1212,7 +1236,7 @@ fn indexes(source: &Table, copy: &CopyRule) -> Vec<String> {
             ));
         }
     }
-    out
+    (out, primary_key)
 }
 
 #[cfg(test)]
@@ -1355,6 +1379,7 @@ columns = { id = "keep", model_type = "keep", model_id = "keep" }
                 })
                 .collect(),
             indexes: Vec::new(),
+            primary_key: Vec::new(),
             counts: Vec::new(),
             counts_in_stream: false,
             bytes: 0,
@@ -1443,7 +1468,7 @@ mod tests {
         );
         assert_eq!(
             requests.create("stats__loading"),
-            "CREATE TABLE \"stats__loading\".\"requests\" (\"id\" integer, \"title\" text, \
+            "CREATE TABLE \"stats__loading\".\"requests\" (\"id\" integer NOT NULL, \"title\" text, \
              \"prominence\" character varying, \"created_at\" timestamp without time zone, \"messages_count\" integer) \
              WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)"
         );
