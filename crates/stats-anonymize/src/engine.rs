@@ -653,7 +653,7 @@ async fn load(
         .map(|(source, target)| (Some(source), target))
         .chain([(None, builder)]);
     let worked =
-        futures_util::future::try_join_all(workers.into_iter().map(|(source, target)| {
+        futures_util::future::try_join_all(workers.map(|(source, target)| {
             work(&schedule, &needles, source, target, job.key_memory, &bar)
         }))
         .await;
