@@ -52,7 +52,7 @@ pub const STATS_ANONYMIZE_SOURCE_SCHEMA: Setting = Setting::new(
 /// The schema Metabase reads.
 pub const STATS_ANONYMIZE_TARGET_SCHEMA: Setting = Setting::new(
     "STATS_ANONYMIZE_TARGET_SCHEMA",
-    "The schema of the target database that readers use. Each run loads `<schema>__loading` and swaps it in; the copy it replaces is kept as `<schema>__previous` for `rollback`.",
+    "The schema of the target database that readers use. Each run loads `<schema>__loading` and swaps it in; the copy it replaces is kept as `<schema>__previous` for `rollback`, and the one before is renamed `<schema>__expired` and dropped.",
 )
 .default("stats");
 

@@ -51,7 +51,7 @@ async fn lock_wait(client: &tokio_postgres::Client) -> Result<Duration> {
 /// The start of the comment on every schema stats-anonymize made.
 pub const MARK: &str = "stats-anonymize copy ";
 
-/// The names of the three schemas.
+/// The names of the schemas a run or rollback uses.
 #[derive(Debug, Clone)]
 pub struct Names {
     /// What readers use.
@@ -60,6 +60,9 @@ pub struct Names {
     pub loading: String,
     /// The copy the last swap replaced.
     pub previous: String,
+    /// The copy before that, between the swap that replaces it and its drop, which readers do not
+    /// wait for.
+    pub expired: String,
     /// A name used for a moment during `rollback`.
     swapping: String,
 }
@@ -71,6 +74,7 @@ impl Names {
             live: live.to_owned(),
             loading: format!("{live}__loading"),
             previous: format!("{live}__previous"),
+            expired: format!("{live}__expired"),
             swapping: format!("{live}__rollback"),
         }
     }
@@ -160,12 +164,12 @@ pub async fn lock(client: &tokio_postgres::Client, names: &Names) -> Result<()> 
     }
 }
 
-/// Refuses to touch any of the three schemas if one exists without our mark.
+/// Refuses to touch any of the schemas a run uses if one exists without our mark.
 ///
 /// # Errors
 /// [`Error::Conflict`] naming the schema.
 pub async fn check_ours(client: &tokio_postgres::Client, names: &Names) -> Result<()> {
-    for schema in [&names.live, &names.loading, &names.previous] {
+    for schema in [&names.live, &names.loading, &names.previous, &names.expired] {
         if find(client, schema).await? == Found::Foreign {
             return Err(Error::Conflict(format!(
                 "schema {schema} of the target was not made by stats-anonymize; refusing to replace it (choose another STATS_ANONYMIZE_TARGET_SCHEMA, or drop that schema yourself)"
@@ -211,7 +215,8 @@ pub async fn now(client: &tokio_postgres::Client) -> Result<String> {
         .get(0))
 }
 
-/// Drops a loading schema a failed run left, and creates a fresh one with its mark.
+/// Drops the loading and expired schemas a failed run left, and creates a fresh loading schema
+/// with its mark.
 ///
 /// # Errors
 /// When a statement fails.
@@ -221,6 +226,7 @@ pub async fn create_loading(
     mark: &Mark,
 ) -> Result<()> {
     drop_loading(client, names).await?;
+    drop_ours(client, &names.expired).await?;
     client
         .batch_execute(&format!(
             "CREATE SCHEMA {loading}; COMMENT ON SCHEMA {loading} IS {}",
@@ -236,11 +242,16 @@ pub async fn create_loading(
 /// # Errors
 /// When the statement fails.
 pub async fn drop_loading(client: &tokio_postgres::Client, names: &Names) -> Result<()> {
-    if let Found::Ours(_) = find(client, &names.loading).await? {
+    drop_ours(client, &names.loading).await
+}
+
+/// Drops `schema`, if it exists and is ours.
+async fn drop_ours(client: &tokio_postgres::Client, schema: &str) -> Result<()> {
+    if let Found::Ours(_) = find(client, schema).await? {
         client
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", ident(&names.loading)))
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", ident(schema)))
             .await
-            .map_err(|e| Error::db(format!("dropping schema {}", names.loading), &e))?;
+            .map_err(|e| Error::db(format!("dropping schema {schema}"), &e))?;
     }
     Ok(())
 }
@@ -314,8 +325,6 @@ async fn tables_of(
 struct Exchange<'a> {
     /// Schemas whose tables readers may be using: locked first.
     lock: Vec<&'a str>,
-    /// Dropped (with everything in it).
-    drop: Option<&'a str>,
     /// Renames, in order.
     renames: Vec<(&'a str, &'a str)>,
     /// The new live schema, given to the reader role.
@@ -436,9 +445,6 @@ async fn try_exchange(
     ))
     .await?;
     let mut sql = Vec::new();
-    if let Some(schema) = exchange.drop {
-        sql.push(format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(schema)));
-    }
     for (from, to) in &exchange.renames {
         sql.push(format!(
             "ALTER SCHEMA {} RENAME TO {}",
@@ -473,11 +479,14 @@ async fn try_exchange(
     Ok(())
 }
 
-/// Swaps the loading schema in: live becomes previous (the old previous is dropped), loading
-/// becomes live, the reader role follows.
+/// Swaps the loading schema in: live becomes previous, loading becomes live, the reader role
+/// follows. The old previous copy is renamed expired in the same transaction and dropped after
+/// it: dropping it in the swap kept readers waiting while the server freed its files (0.2-0.3 s
+/// for 270 MB).
 ///
 /// # Errors
-/// When the swap fails or cannot get its locks in time; nothing changed then.
+/// When the swap fails or cannot get its locks in time; nothing changed then. A failure to drop
+/// the expired copy is only logged: the swap is done, and the next run drops it.
 pub async fn swap(
     client: &mut tokio_postgres::Client,
     names: &Names,
@@ -487,19 +496,22 @@ pub async fn swap(
     cancel: &Cancel,
 ) -> Result<bool> {
     let live_exists = find(client, &names.live).await? != Found::Absent;
+    let previous_exists = find(client, &names.previous).await? != Found::Absent;
     let mut renames = Vec::new();
+    if previous_exists {
+        renames.push((names.previous.as_str(), names.expired.as_str()));
+    }
     if live_exists {
         renames.push((names.live.as_str(), names.previous.as_str()));
     }
     renames.push((names.loading.as_str(), names.live.as_str()));
-    // The live schema's tables are locked; those of the old previous copy are locked by DROP itself.
+    // Readers may be using the live schema's tables; the previous copy is out of their reach.
     let plan = Exchange {
         lock: if live_exists {
             vec![names.live.as_str()]
         } else {
             Vec::new()
         },
-        drop: Some(names.previous.as_str()),
         renames,
         grant: &names.live,
         revoke: if live_exists {
@@ -512,6 +524,13 @@ pub async fn swap(
     // Renamed schemas keep their names in `revoke`/`grant` only after the renames: the statements
     // run in that order in one transaction.
     exchange(client, &plan, reader, timeout, cancel).await?;
+    if let Err(e) = drop_ours(client, &names.expired).await {
+        tracing::warn!(
+            "could not drop the expired copy {} (the next run drops it): {}",
+            names.expired,
+            ops_common::one_line(&e)
+        );
+    }
     Ok(live_exists)
 }
 
@@ -557,7 +576,6 @@ pub async fn rollback(
         } else {
             vec![names.previous.as_str()]
         },
-        drop: None,
         renames,
         grant: &names.live,
         revoke: if live.is_some() {

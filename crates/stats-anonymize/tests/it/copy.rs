@@ -542,6 +542,20 @@ fn a_second_run_keeps_the_first_for_rollback_and_hides_it_from_readers() {
     assert_eq!(requests(&site), before + 5);
     site.run(&["rollback"]).success();
     assert_eq!(requests(&site), before);
+    // A third run replaces the oldest copy: it is dropped after the swap, and the copy the run
+    // replaced is the previous one.
+    site.run(&["-q", "run"]).success();
+    assert_eq!(requests(&site), before + 5);
+    assert_eq!(
+        site.target_schemas(),
+        BTreeSet::from(["stats".to_owned(), "stats__previous".to_owned()])
+    );
+    let previous: i64 = site
+        .target()
+        .query_one("SELECT count(*) FROM stats__previous.info_requests", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(previous, before);
     assert!(
         !first.contains("stats__previous"),
         "the first run had nothing to keep"
