@@ -1552,10 +1552,6 @@ mod tests {
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
         assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
-        // While copies are left, the builder takes a task of messages, loaded.
-        let (task, built, _) = schedule.next(false).now_or_never().flatten().unwrap();
-        assert_eq!((task, built.name.as_str()), (Task::Analyze, "messages"));
-        schedule.finished(task, built, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
         schedule.finished(Task::Copy, requests, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Recount, "requests", vec![]));
@@ -1597,10 +1593,6 @@ mod tests {
         assert_eq!(next(&schedule), (Task::Copy, "messages", vec![]));
         assert_eq!(next(&schedule), (Task::Copy, "tags", vec![]));
         schedule.finished(Task::Copy, table(&plan, "messages"), 1.0, vec![], false);
-        // While copies are left, the builder takes a task of messages, loaded.
-        let (task, built, _) = schedule.next(false).now_or_never().flatten().unwrap();
-        assert_eq!((task, built.name.as_str()), (Task::Analyze, "messages"));
-        schedule.finished(task, built, 1.0, vec![], false);
         assert_eq!(next(&schedule), (Task::Copy, "requests", vec![]));
     }
 

@@ -498,11 +498,11 @@ impl KeyedSelect {
         }
     }
 
-    /// The SELECT, with `keys(n)` (key set `n`) in every slot.
-    fn select<'k>(&self, keys: impl Fn(usize) -> std::borrow::Cow<'k, KeyValues>) -> String {
+    /// The SELECT, with `condition(slot)` in every slot.
+    fn select(&self, condition: impl Fn(&Slot) -> String) -> String {
         let mut out = self.pieces[0].clone();
         for (slot, piece) in self.slots.iter().zip(&self.pieces[1..]) {
-            out.push_str(&keys(slot.key_set).condition(&slot.column, &slot.array_type));
+            out.push_str(&condition(slot));
             out.push_str(piece);
         }
         out
@@ -510,23 +510,20 @@ impl KeyedSelect {
 
     /// The SELECT with psql variables for the key sets as arrays, for `--explain`.
     pub fn explained(&self) -> String {
-        let mut out = self.pieces[0].clone();
-        for (slot, piece) in self.slots.iter().zip(&self.pieces[1..]) {
-            let _ = write!(
-                out,
-                "CASE WHEN {} = ANY(:'{}'::{}[]) THEN true END{piece}",
+        self.select(|slot| {
+            format!(
+                "CASE WHEN {} = ANY(:'{}'::{}[]) THEN true END",
                 slot.column,
                 KeySet::variable(slot.key_set),
                 slot.array_type
-            );
-        }
-        out
+            )
+        })
     }
 
     /// The SELECT with empty key sets: planned by `check` to find errors.
     pub fn without_keys(&self) -> String {
         let empty = KeyValues::Array("{}".to_owned());
-        self.select(|_| std::borrow::Cow::Owned(empty.clone()))
+        self.select(|slot| empty.condition(&slot.column, &slot.array_type))
     }
 
     /// The SELECT with each key set, by number, as a constant.
@@ -534,12 +531,12 @@ impl KeyedSelect {
     /// # Panics
     /// If `keys` lacks one of [`Self::key_sets`].
     pub fn with_keys(&self, keys: &[(usize, std::sync::Arc<KeyValues>)]) -> String {
-        self.select(|n| {
+        self.select(|slot| {
             let (_, values) = keys
                 .iter()
-                .find(|(m, _)| *m == n)
+                .find(|(n, _)| *n == slot.key_set)
                 .expect("a keyed SELECT is run with every key set it reads");
-            std::borrow::Cow::Borrowed(values.as_ref())
+            values.condition(&slot.column, &slot.array_type)
         })
     }
 }
